@@ -1,0 +1,1 @@
+"""pair-classifier: train, compress, export, track and serve a text-pair classifier."""

@@ -1,0 +1,120 @@
+"""The model's classifier: an SVM on the fine-tuned pair features, C chosen on validation.
+
+The SVM's scores are turned into probabilities by Platt scaling (a sigmoid per class) fitted on
+the validation split; the predicted label is the most probable class, so label and probability
+always agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from pair_classifier.config import ClassifierConfig
+from pair_classifier.constants import CLASSIFIER_CONFIG, CLASSIFIER_FILE, LABEL, TEXT_A, TEXT_B
+from pair_classifier.evaluation import score_predictions
+from pair_classifier.io_utils import read_json, write_json
+from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.model.features import pair_features_numpy
+
+
+@dataclass
+class FittedClassifier:
+    """A calibrated SVM and what it needs to be understood later."""
+
+    estimator: CalibratedClassifierCV
+    class_names: list[str]
+    positive_label: str
+    report: dict[str, Any]
+
+    @property
+    def svm(self) -> Pipeline:
+        """The (scaler +) SVM pipeline inside the calibration wrapper."""
+        return self.estimator.calibrated_classifiers_[0].estimator.estimator
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return self.estimator.predict_proba(features)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.estimator, directory / CLASSIFIER_FILE)
+        write_json(
+            directory / CLASSIFIER_CONFIG,
+            {"class_names": self.class_names, "positive_label": self.positive_label, "report": self.report},
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> FittedClassifier:
+        if not (directory / CLASSIFIER_FILE).is_file():
+            raise FileNotFoundError(f"{directory}: no {CLASSIFIER_FILE}; not a fitted classifier")
+        meta = read_json(directory / CLASSIFIER_CONFIG)
+        return cls(joblib.load(directory / CLASSIFIER_FILE), meta["class_names"], meta["positive_label"], meta["report"])
+
+
+def pair_feature_matrix(model: BiEncoder, frame: pd.DataFrame, batch_size: int) -> np.ndarray:
+    """``[u, v, |u-v|, u*v]`` for every pair; each distinct text is encoded once."""
+    texts = list(dict.fromkeys(frame[TEXT_A].tolist() + frame[TEXT_B].tolist()))
+    vectors = model.encode(texts, batch_size)
+    row = {text: i for i, text in enumerate(texts)}
+    u = vectors[[row[t] for t in frame[TEXT_A]]]
+    v = vectors[[row[t] for t in frame[TEXT_B]]]
+    return pair_features_numpy(u, v)
+
+
+def build_svm(config: ClassifierConfig, c: float, seed: int) -> Pipeline:
+    if config.kind == "linear":
+        svm = LinearSVC(C=c, class_weight=config.class_weight, max_iter=config.max_iter, random_state=seed)
+    else:
+        svm = SVC(
+            C=c, kernel="rbf", gamma=config.gamma, class_weight=config.class_weight, max_iter=config.max_iter
+        )
+    return make_pipeline(StandardScaler(), svm) if config.standardize else make_pipeline(svm)
+
+
+def fit_classifier(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    val_features: np.ndarray,
+    val_labels: np.ndarray,
+    config: ClassifierConfig,
+    class_names: list[str],
+    positive_label: str,
+    seed: int,
+) -> FittedClassifier:
+    """Fit one SVM per C, keep the best on validation, calibrate its scores on validation."""
+    positive = class_names.index(positive_label)
+    candidates = []
+    for c in config.c_grid:
+        svm = build_svm(config, c, seed).fit(train_features, train_labels)
+        scores = score_predictions(val_labels, svm.predict(val_features), None, class_names, positive)
+        candidates.append((scores[config.selection_metric], c, svm, scores))
+    _, best_c, best_svm, _ = max(candidates, key=lambda candidate: candidate[0])
+    calibrated = CalibratedClassifierCV(FrozenEstimator(best_svm), method="sigmoid").fit(val_features, val_labels)
+    probabilities = calibrated.predict_proba(val_features)
+    report = {
+        "kind": config.kind,
+        "selected_c": best_c,
+        "val": score_predictions(val_labels, probabilities.argmax(axis=1), probabilities, class_names, positive),
+        "grid": {str(c): scores for _, c, _, scores in candidates},
+    }
+    return FittedClassifier(calibrated, class_names, positive_label, report)
+
+
+def predict(classifier: FittedClassifier, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class indices and class probabilities."""
+    probabilities = classifier.predict_proba(features)
+    return probabilities.argmax(axis=1), probabilities
+
+
+def labels_of(frame: pd.DataFrame) -> np.ndarray:
+    return frame[LABEL].to_numpy()

@@ -1,0 +1,52 @@
+"""The user's commands: `pair-classifier download-data`, `pair-classifier predict`."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pair_classifier.config import DataConfig, read_params, section
+from pair_classifier.constants import PARAMS_FILE, TEXT_A, TEXT_B
+
+app = typer.Typer(help="pair-classifier: text-pair classification pipeline tools.", no_args_is_help=True)
+
+DEFAULT_BATCH_SIZE = 64
+
+
+@app.command("download-data")
+def download_data_command(
+    source_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder holding the raw files (default: data.shared_dir).")
+    ] = None,
+    params_file: Annotated[Path, typer.Option(help="params.yaml to read the data section from.")] = PARAMS_FILE,
+) -> None:
+    """Put the raw data set named in params.yaml into data/ (DVC remote, shared drive or public source)."""
+    from pair_classifier.data.download import download_data
+
+    config = section(read_params(params_file), "data", DataConfig)
+    origin = download_data(config, source_dir)
+    typer.echo(f"{config.dir}: data from {origin}")
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder with bi_encoder/ and classifier/.")],
+    input_path: Annotated[Path, typer.Argument(help="Pairs to score: .csv, .tsv or .jsonl.")],
+    output_path: Annotated[Path, typer.Argument(help="Where to write predictions (.csv, .tsv or .jsonl).")],
+    text_a: Annotated[str, typer.Option(help="Column holding the first text.")] = TEXT_A,
+    text_b: Annotated[str, typer.Option(help="Column holding the second text.")] = TEXT_B,
+    batch_size: Annotated[int, typer.Option(help="Texts encoded per batch.")] = DEFAULT_BATCH_SIZE,
+) -> None:
+    """Write each pair's predicted label and class probabilities."""
+    from pair_classifier.inference import predict_file
+
+    predictions = predict_file(model_dir, input_path, output_path, batch_size, text_a, text_b)
+    typer.echo(f"{output_path}: {len(predictions)} pairs scored")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

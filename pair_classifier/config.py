@@ -1,0 +1,224 @@
+"""Typed views of the sections of params.yaml.
+
+Each stage loads the sections it declares in dvc.yaml through these dataclasses, so a typo or a
+missing key in a config fails at start-up with the section and key named, not deep in training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from pair_classifier.constants import PARAMS_FILE
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A params section does not match what the code expects."""
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    train: str
+    test: str
+    val: str | None = None
+
+
+@dataclass(frozen=True)
+class DataColumns:
+    text_a: str
+    text_b: str
+    label: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str
+    dir: str
+    format: Literal["csv", "tsv", "jsonl", "parquet"]
+    files: DataFiles
+    columns: DataColumns
+    labels: dict[str, str]
+    positive_label: str
+    encoding: str = "utf-8"
+    separator: str = ","
+    quoting: Literal["none", "minimal"] = "minimal"
+    symmetric: bool = False
+    shared_dir: str | None = None
+    public_source: str | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in class-index order (duplicates removed: several raw values may map to one)."""
+        return list(dict.fromkeys(self.labels.values()))
+
+    @property
+    def positive_index(self) -> int:
+        return self.class_names.index(self.positive_label)
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) < 2:
+            raise ConfigError(f"data.labels: need at least 2 classes, got {self.class_names}")
+        if self.positive_label not in self.class_names:
+            raise ConfigError(
+                f"data.positive_label: {self.positive_label!r} is not one of {self.class_names}"
+            )
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    on_invalid: Literal["fail", "quarantine"] = "quarantine"
+    val_fraction: float = 0.1
+    split_seed: int = 42
+    max_problems_reported: int = 20
+    length_percentiles: list[int] = field(default_factory=lambda: [50, 90, 95, 99, 100])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    pretrained: str
+    max_length: int = 128
+    head_hidden: int = 0
+    dropout: float = 0.1
+    hf_cache: str | None = None
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    cpu: str = "bf16-mixed"
+    cuda: str = "16-mixed"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    head_lr: float
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    gradient_clip_val: float = 1.0
+    swap_augmentation: bool = True
+    cosine_loss_weight: float = 0.0
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    num_threads: int = 0
+    num_workers: int = 0
+    checkpoint_every_n_steps: int = 50
+    monitor: str = "val_acc"
+    monitor_mode: Literal["min", "max"] = "max"
+    early_stopping_patience: int = 2
+    log_every_n_steps: int = 10
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    kind: Literal["linear", "rbf"] = "linear"
+    c_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    gamma: str | float = "scale"
+    standardize: bool = True
+    class_weight: str | None = None
+    selection_metric: Literal["accuracy", "f1"] = "accuracy"
+    max_iter: int = 20000
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    split: Literal["train", "val", "test"] = "test"
+    batch_size: int = 64
+    roc_points: int = 101
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment_name: str = "pair-classifier"
+    tracking_uri: str | None = None
+    default_store: str = "mlflow.db"
+    log_system_metrics: bool = True
+    system_metrics_interval_s: float = 5.0
+    server_timeout_s: float = 10.0
+    log_checkpoint: bool = True
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against ``annotation`` (recursing into dataclasses) and return it."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return from_mapping(annotation, value, where)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError("; ".join(errors))
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            raise ConfigError(f"{where}: expected one of {typing.get_args(annotation)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_type,) = typing.get_args(annotation)
+        return [_convert(item, item_type, f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(key): str(item) for key, item in value.items()}
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported annotation {annotation!r}")
+
+
+def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
+    """Build dataclass ``cls`` from a mapping, naming ``where`` in every error."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {mapping!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in mapping:
+            values[f.name] = _convert(mapping[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required key {f.name!r}")
+    return cls(**values)
+
+
+def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+    """The whole params.yaml as plain data."""
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run from the project root, or `dvc exp run`)")
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return params
+
+
+def section(params: dict[str, Any], name: str, cls: type[T]) -> T:
+    """One typed section of params."""
+    if name not in params:
+        raise ConfigError(f"params.yaml: missing section {name!r}")
+    return from_mapping(cls, params[name], name)

@@ -1,0 +1,47 @@
+"""Names shared by stages, library and tests: file layout, environment variables, metric keys."""
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+DATA_DVC_FILE = Path("data.dvc")
+
+PREPARED_DIR = Path("artifacts/prepared")
+TEACHER_DIR = Path("artifacts/teacher")
+BI_ENCODER_SUBDIR = "bi_encoder"
+CLASSIFIER_SUBDIR = "classifier"
+CHECKPOINTS_DIR = Path("checkpoints/embed-train")
+METRICS_DIR = Path("metrics")
+PLOTS_DIR = Path("plots")
+DVCLIVE_DIR = Path("dvclive/embed-train")
+
+SPLITS = ("train", "val", "test")
+QUARANTINE_FILE = "quarantine.jsonl"
+SPLIT_SUFFIX = ".parquet"
+
+TEXT_A = "text_a"
+TEXT_B = "text_b"
+LABEL = "label"  # class index
+LABEL_NAME = "label_name"
+SOURCE_LINE = "source_line"
+
+ENCODER_SUBDIR = "encoder"
+HEAD_FILE = "head.pt"
+BI_ENCODER_CONFIG = "bi_encoder.json"
+CLASSIFIER_FILE = "svm.joblib"
+CLASSIFIER_CONFIG = "classifier.json"
+
+LAST_CHECKPOINT = "last"
+BEST_CHECKPOINT = "best"
+CHECKPOINT_STATE = "state.json"
+
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_DVC_EXP_NAME = "DVC_EXP_NAME"
+ENV_HF_OFFLINE = "HF_HUB_OFFLINE"
+ENV_HF_CACHE = "HF_HUB_CACHE"
+
+DATA_METRICS = METRICS_DIR / "data.json"
+TRAIN_METRICS = METRICS_DIR / "train.json"
+CLASSIFIER_METRICS = METRICS_DIR / "classifier.json"
+EVALUATE_METRICS = METRICS_DIR / "evaluate.json"
+TRAIN_PLOTS_DIR = PLOTS_DIR / "train"
+EVALUATE_PLOTS_DIR = PLOTS_DIR / "evaluate"

@@ -1,0 +1,106 @@
+"""Getting the raw data into ``data/``: DVC remote, the team's shared drive, or the public source."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pair_classifier.config import DataConfig
+from pair_classifier.constants import DATA_DVC_FILE
+from pair_classifier.data.reading import DataError
+
+
+@dataclass(frozen=True)
+class PublicSource:
+    """Files published online, and how to lay them out as the data config expects."""
+
+    base_url: str
+    files: dict[str, str]  # local file name -> remote file name
+    tail_split: tuple[str, str, int] | None = None  # (from file, to file, rows moved)
+
+
+# MRPC as SentEval publishes it; the validation file is the last 500 training pairs.
+PUBLIC_SOURCES = {
+    "senteval_mrpc": PublicSource(
+        base_url="https://dl.fbaipublicfiles.com/senteval/senteval_data/",
+        files={"msr-para-train.tsv": "msr_paraphrase_train.txt", "msr-para-test.tsv": "msr_paraphrase_test.txt"},
+        tail_split=("msr-para-train.tsv", "msr-para-val.tsv", 500),
+    )
+}
+
+
+def expected_files(config: DataConfig) -> list[str]:
+    return [name for name in (config.files.train, config.files.val, config.files.test) if name]
+
+
+def _complete(directory: Path, config: DataConfig) -> bool:
+    return all((directory / name).is_file() for name in expected_files(config))
+
+
+def _pull_from_dvc_remote() -> bool:
+    """``dvc pull data.dvc`` when this project has a default DVC remote; False otherwise."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    if not DATA_DVC_FILE.is_file():
+        return False
+    try:
+        with Repo() as repo:
+            if not repo.config["core"].get("remote"):
+                return False
+            repo.pull(targets=[str(DATA_DVC_FILE)])
+    except DvcException:
+        return False
+    return True
+
+
+def _copy_from(source: Path, target: Path, config: DataConfig) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in expected_files(config):
+        shutil.copy2(source / name, target / name)
+
+
+def _split_tail(target: Path, split: tuple[str, str, int]) -> None:
+    source_name, tail_name, rows = split
+    source = target / source_name
+    header, *lines = source.read_bytes().splitlines(keepends=True)
+    if len(lines) <= rows:
+        raise DataError(f"{source}: {len(lines)} rows, cannot move the last {rows} to {tail_name}")
+    source.write_bytes(header + b"".join(lines[:-rows]))
+    (target / tail_name).write_bytes(header + b"".join(lines[-rows:]))
+
+
+def _download(source: PublicSource, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for local, remote in source.files.items():
+        with urllib.request.urlopen(source.base_url + remote) as response:
+            (target / local).write_bytes(response.read())
+    if source.tail_split:
+        _split_tail(target, source.tail_split)
+
+
+def download_data(config: DataConfig, shared_dir: Path | None = None) -> str:
+    """Make ``config.dir`` hold the raw files; return where they came from.
+
+    Order: already there; ``dvc pull`` when a DVC remote is configured; a copy from the shared
+    drive (``shared_dir`` or ``data.shared_dir``); the public source the data config names.
+    """
+    target = Path(config.dir)
+    if _complete(target, config):
+        return "present"
+    if _pull_from_dvc_remote() and _complete(target, config):
+        return "dvc remote"
+    shared = shared_dir or (Path(config.shared_dir) if config.shared_dir else None)
+    if shared is not None and _complete(shared, config):
+        _copy_from(shared, target, config)
+        return f"shared drive {shared}"
+    if config.public_source in PUBLIC_SOURCES:
+        _download(PUBLIC_SOURCES[config.public_source], target)
+        if _complete(target, config):
+            return f"public source {config.public_source}"
+    raise DataError(
+        f"{target}: no data. Expected files {expected_files(config)}; configure a DVC remote, "
+        f"pass --source-dir with those files, or set data.public_source."
+    )

@@ -1,0 +1,160 @@
+"""From raw files to validated parquet splits and a data report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from pair_classifier.config import DataConfig, PrepareConfig
+from pair_classifier.constants import (
+    LABEL,
+    LABEL_NAME,
+    QUARANTINE_FILE,
+    SOURCE_LINE,
+    SPLIT_SUFFIX,
+    SPLITS,
+    TEXT_A,
+    TEXT_B,
+)
+from pair_classifier.data.reading import DataError, Problem, RawPair, read_pairs
+from pair_classifier.data.validation import (
+    SplitRows,
+    check_rows,
+    problem_counts,
+    remove_cross_split_duplicates,
+    validation_error,
+)
+from pair_classifier.io_utils import replace_dir_atomically
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+
+def _to_frame(rows: SplitRows, config: DataConfig) -> pd.DataFrame:
+    names = config.class_names
+    label_names = [config.labels[p.raw_label] for p in rows.pairs]
+    return pd.DataFrame(
+        {
+            TEXT_A: [p.text_a for p in rows.pairs],
+            TEXT_B: [p.text_b for p in rows.pairs],
+            LABEL: np.array([names.index(n) for n in label_names], dtype=np.int64),
+            LABEL_NAME: label_names,
+            SOURCE_LINE: np.array([p.line for p in rows.pairs], dtype=np.int64),
+        }
+    )
+
+
+def _by_line(pairs: list[RawPair]) -> list[RawPair]:
+    return sorted(pairs, key=lambda pair: pair.line)
+
+
+def _split_validation(
+    train: SplitRows, config: DataConfig, prepare: PrepareConfig
+) -> tuple[SplitRows, SplitRows]:
+    """A seeded, stratified validation split for data sets that ship without one."""
+    labels = [config.labels[p.raw_label] for p in train.pairs]
+    train_pairs, val_pairs = train_test_split(
+        train.pairs,
+        test_size=prepare.val_fraction,
+        random_state=prepare.split_seed,
+        stratify=labels,
+    )
+    return SplitRows(train.file, _by_line(train_pairs)), SplitRows(train.file, _by_line(val_pairs))
+
+
+def _length_percentiles(texts: list[str], count_tokens: TokenCounter, percentiles: list[int]) -> dict:
+    lengths = np.asarray(count_tokens(texts))
+    return {f"p{p}": float(np.percentile(lengths, p)) for p in percentiles} | {
+        "mean": float(lengths.mean())
+    }
+
+
+def build_report(
+    frames: dict[str, pd.DataFrame],
+    rows_read: dict[str, int],
+    problems: list[Problem],
+    config: DataConfig,
+    prepare: PrepareConfig,
+    count_tokens: TokenCounter,
+) -> dict[str, Any]:
+    """Counts, label balance and token lengths: the data report written as DVC metrics."""
+    report: dict[str, Any] = {"dataset": config.name, "splits": {}}
+    for split, frame in frames.items():
+        counts = frame[LABEL_NAME].value_counts()
+        texts = frame[TEXT_A].tolist() + frame[TEXT_B].tolist()
+        report["splits"][split] = {
+            "rows_read": rows_read.get(split, 0),
+            "pairs": len(frame),
+            "label_fraction": {
+                name: round(float(counts.get(name, 0)) / max(len(frame), 1), 4)
+                for name in config.class_names
+            },
+            "tokens_per_text": _length_percentiles(texts, count_tokens, prepare.length_percentiles),
+        }
+    report["invalid_rows"] = {"total": len(problems), "by_reason": problem_counts(problems)}
+    report["policy"] = prepare.on_invalid
+    return report
+
+
+def prepare_data(
+    data_root: Path,
+    out_dir: Path,
+    config: DataConfig,
+    prepare: PrepareConfig,
+    count_tokens: TokenCounter,
+) -> dict[str, Any]:
+    """Read, validate and split the raw files; write parquet splits and quarantine; return the report.
+
+    The output folder is replaced only once everything succeeded, so a failure leaves the
+    previous outputs as they were.
+    """
+    files = {split: getattr(config.files, split) for split in SPLITS}
+    for split in ("train", "test"):
+        if not files[split]:
+            raise DataError(f"data.files.{split}: a {split} file is required")
+    problems: list[Problem] = []
+    checked: dict[str, SplitRows] = {}
+    rows_read: dict[str, int] = {}
+    for split, name in files.items():
+        if not name:
+            continue
+        path = data_root / name
+        result = read_pairs(path, config)
+        rows_read[split] = len(result.pairs) + len(result.problems)
+        rows, row_problems = check_rows(str(path), result.pairs, config)
+        problems += result.problems + row_problems
+        checked[split] = rows
+    checked, cross_problems = remove_cross_split_duplicates(checked, config)
+    problems += cross_problems
+    if problems and prepare.on_invalid == "fail":
+        raise validation_error(problems, prepare.max_problems_reported)
+    if "val" not in checked:
+        checked["train"], checked["val"] = _split_validation(checked["train"], config, prepare)
+    frames = {split: _to_frame(checked[split], config) for split in SPLITS}
+    for split, frame in frames.items():
+        if frame.empty:
+            raise DataError(f"{files[split] or files['train']}: no valid {split} pair left")
+    report = build_report(frames, rows_read, problems, config, prepare, count_tokens)
+
+    def write(staging: Path) -> None:
+        for split, frame in frames.items():
+            frame.to_parquet(staging / f"{split}{SPLIT_SUFFIX}", index=False)
+        with (staging / QUARANTINE_FILE).open("w", encoding="utf-8") as handle:
+            for problem in problems:
+                handle.write(json.dumps(problem.__dict__, ensure_ascii=False) + "\n")
+
+    replace_dir_atomically(out_dir, write)
+    return report
+
+
+def load_split(prepared_dir: Path, split: str) -> pd.DataFrame:
+    """One prepared split, as written by ``prepare_data``."""
+    path = prepared_dir / f"{split}{SPLIT_SUFFIX}"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the prepare stage first (dvc repro prepare)")
+    return pd.read_parquet(path)

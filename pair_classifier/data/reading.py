@@ -1,0 +1,195 @@
+"""Reading raw pair files (CSV, TSV, JSONL, parquet) as the data config describes them.
+
+Reading never drops a row: every row comes back either as a ``RawPair`` or as a ``Problem``
+that names the file, the line and the reason, so the caller can fail or quarantine it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pair_classifier.config import DataConfig
+
+# Lone surrogates are what `errors="surrogateescape"` turns undecodable bytes into.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+class DataError(ValueError):
+    """A data file cannot be used at all (missing, unreadable layout, missing columns)."""
+
+
+@dataclass(frozen=True)
+class RawPair:
+    """One well-formed row as read from disk; the label is still the raw value as text."""
+
+    line: int
+    text_a: str
+    text_b: str
+    raw_label: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row that breaks the data contract, with where and why."""
+
+    file: str
+    line: int
+    reason: str
+    detail: str
+    raw: str
+
+    def describe(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}: {self.detail}"
+
+
+@dataclass
+class ReadResult:
+    pairs: list[RawPair]
+    problems: list[Problem]
+
+
+def _undecodable(value: str) -> bool:
+    return bool(_UNDECODABLE.search(value))
+
+
+def _shown(value: str) -> str:
+    """A raw value made safe to write as UTF-8 (undecodable bytes shown as \\xNN)."""
+    return value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+
+
+def _check_columns(path: Path, found: list[str], config: DataConfig) -> None:
+    wanted = [config.columns.text_a, config.columns.text_b, config.columns.label]
+    missing = [column for column in wanted if column not in found]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}; found {found}. "
+            f"Set data.columns in the data config to this file's column names."
+        )
+
+
+def _row_to_pair(
+    path: Path, line: int, record: dict[str, Any], raw: str, config: DataConfig
+) -> RawPair | Problem:
+    columns = config.columns
+    missing = [c for c in (columns.text_a, columns.text_b, columns.label) if c not in record]
+    if missing:
+        return Problem(str(path), line, "malformed_row", f"missing field(s) {missing}", raw)
+    values = [record[columns.text_a], record[columns.text_b], record[columns.label]]
+    if any(value is None for value in values):
+        return Problem(str(path), line, "malformed_row", "null value in a required field", raw)
+    text_a, text_b, label = (str(value) for value in values)
+    if any(_undecodable(value) for value in (text_a, text_b, label)):
+        return Problem(
+            str(path),
+            line,
+            "undecodable_bytes",
+            f"bytes that are not valid {config.encoding}",
+            _shown(raw),
+        )
+    return RawPair(line=line, text_a=text_a, text_b=text_b, raw_label=label.strip())
+
+
+def _read_text(path: Path, config: DataConfig) -> str:
+    try:
+        return path.read_bytes().decode(config.encoding, errors="surrogateescape")
+    except LookupError as error:
+        raise DataError(f"{path}: unknown encoding {config.encoding!r} in data.encoding") from error
+
+
+def _read_delimited(path: Path, config: DataConfig) -> ReadResult:
+    text = _read_text(path, config)
+    quoting = csv.QUOTE_NONE if config.quoting == "none" else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=config.separator, quoting=quoting)
+    pairs: list[RawPair] = []
+    problems: list[Problem] = []
+    header: list[str] | None = None
+    previous_end = 0
+    try:
+        for row in reader:
+            line = previous_end + 1
+            previous_end = reader.line_num
+            if not row or all(not field.strip() for field in row):
+                continue  # blank line: not a row
+            raw = config.separator.join(row)
+            if header is None:
+                header = [field.strip() for field in row]
+                _check_columns(path, header, config)
+                continue
+            if len(row) != len(header):
+                problems.append(
+                    Problem(
+                        str(path),
+                        line,
+                        "malformed_row",
+                        f"expected {len(header)} fields separated by {config.separator!r}, "
+                        f"found {len(row)}",
+                        _shown(raw),
+                    )
+                )
+                continue
+            result = _row_to_pair(path, line, dict(zip(header, row)), raw, config)
+            (problems if isinstance(result, Problem) else pairs).append(result)
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: cannot parse as {config.format}: {error}")
+    if header is None:
+        raise DataError(f"{path}: empty file, expected a header row")
+    return ReadResult(pairs, problems)
+
+
+def _read_jsonl(path: Path, config: DataConfig) -> ReadResult:
+    pairs: list[RawPair] = []
+    problems: list[Problem] = []
+    for line, raw in enumerate(_read_text(path, config).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as error:
+            reason = "undecodable_bytes" if _undecodable(raw) else "malformed_row"
+            problems.append(Problem(str(path), line, reason, f"not JSON: {error}", _shown(raw)))
+            continue
+        if not isinstance(record, dict):
+            problems.append(
+                Problem(str(path), line, "malformed_row", "expected a JSON object", _shown(raw))
+            )
+            continue
+        result = _row_to_pair(path, line, record, raw, config)
+        (problems if isinstance(result, Problem) else pairs).append(result)
+    if not pairs and problems and all(p.reason == "malformed_row" for p in problems):
+        first = problems[0]
+        raise DataError(f"{path}: no usable row; first problem: {first.describe()}")
+    return ReadResult(pairs, problems)
+
+
+def _read_parquet(path: Path, config: DataConfig) -> ReadResult:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:  # pyarrow raises several unrelated types
+        raise DataError(f"{path}: cannot read as parquet: {error}") from error
+    _check_columns(path, [str(c) for c in frame.columns], config)
+    pairs: list[RawPair] = []
+    problems: list[Problem] = []
+    for row_number, record in enumerate(frame.to_dict(orient="records"), start=1):
+        raw = json.dumps(record, default=str, ensure_ascii=False)
+        result = _row_to_pair(path, row_number, record, raw, config)
+        (problems if isinstance(result, Problem) else pairs).append(result)
+    return ReadResult(pairs, problems)
+
+
+def read_pairs(path: Path, config: DataConfig) -> ReadResult:
+    """Read one raw pair file; rows that cannot be read come back as problems."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (data.files in the data config names it)")
+    if config.format in ("csv", "tsv"):
+        return _read_delimited(path, config)
+    if config.format == "jsonl":
+        return _read_jsonl(path, config)
+    return _read_parquet(path, config)

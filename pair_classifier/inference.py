@@ -1,0 +1,125 @@
+"""Scoring pairs with a trained model folder; needs neither Lightning nor DVC.
+
+A model folder holds ``bi_encoder/`` (encoder, tokenizer, head) and ``classifier/`` (the SVM):
+everything needed to go from two texts to a label and class probabilities.
+
+Input files: CSV (``.csv``), TSV (``.tsv``) or JSON lines (``.jsonl``) with a header / keys
+``text_a`` and ``text_b`` (other names by option). Other columns are carried to the output.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pair_classifier.classifier import FittedClassifier, pair_feature_matrix
+from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_SUBDIR, TEXT_A, TEXT_B
+from pair_classifier.model.bi_encoder import BiEncoder
+
+PREDICTED_LABEL = "predicted_label"
+PROBABILITY_PREFIX = "probability_"
+SEPARATORS = {".csv": ",", ".tsv": "\t"}
+SUPPORTED_SUFFIXES = (*SEPARATORS, ".jsonl")
+
+
+class InputError(ValueError):
+    """An input file for inference is unusable; the message names file, line and field."""
+
+
+class PairPredictor:
+    """Bi-encoder features + SVM, loaded from a model folder."""
+
+    def __init__(self, bi_encoder: BiEncoder, classifier: FittedClassifier, batch_size: int) -> None:
+        self.bi_encoder = bi_encoder
+        self.classifier = classifier
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, model_dir: Path, batch_size: int) -> PairPredictor:
+        return cls(
+            BiEncoder.load(model_dir / BI_ENCODER_SUBDIR),
+            FittedClassifier.load(model_dir / CLASSIFIER_SUBDIR),
+            batch_size,
+        )
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classifier.class_names
+
+    def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, one row per pair (columns ``text_a``, ``text_b``)."""
+        features = pair_feature_matrix(self.bi_encoder, pairs, self.batch_size)
+        return self.classifier.predict_proba(features)
+
+    def predict(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The input rows with the predicted label and one probability column per class."""
+        probabilities = self.predict_proba(pairs)
+        result = pairs.copy()
+        result[PREDICTED_LABEL] = [self.class_names[i] for i in probabilities.argmax(axis=1)]
+        for index, name in enumerate(self.class_names):
+            result[f"{PROBABILITY_PREFIX}{name}"] = probabilities[:, index].round(6)
+        return result
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(f"{path}: unsupported file type {suffix!r}; expected one of {SUPPORTED_SUFFIXES}")
+    return suffix
+
+
+def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> pd.DataFrame:
+    """Read pairs to score; every text must be non-empty."""
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    suffix = _suffix(path)
+    try:
+        if suffix == ".jsonl":
+            frame = pd.read_json(path, lines=True, dtype=False)
+            first_line = 1
+        else:
+            frame = pd.read_csv(
+                path, sep=SEPARATORS[suffix], dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL
+            )
+            first_line = 2  # after the header
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot parse as {suffix[1:]}: {error}") from error
+    missing = [column for column in (text_a, text_b) if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    for column in (text_a, text_b):
+        values = frame[column]
+        empty = values.isna() | values.astype(str).str.strip().eq("")
+        if empty.any():
+            line = int(np.flatnonzero(empty.to_numpy())[0]) + first_line
+            raise InputError(f"{path}:{line}: field {column!r} is empty; every pair needs two texts")
+    return frame.rename(columns={text_a: TEXT_A, text_b: TEXT_B}).astype({TEXT_A: str, TEXT_B: str})
+
+
+def write_predictions(frame: pd.DataFrame, path: Path) -> None:
+    """Write predictions in the format the suffix names, through a temporary file."""
+    suffix = _suffix(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    if suffix == ".jsonl":
+        with staging.open("w", encoding="utf-8") as handle:
+            for record in frame.to_dict(orient="records"):
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        frame.to_csv(staging, sep=SEPARATORS[suffix], index=False)
+    staging.replace(path)
+
+
+def predict_file(
+    model_dir: Path, input_path: Path, output_path: Path, batch_size: int, text_a: str, text_b: str
+) -> pd.DataFrame:
+    """Score every pair of ``input_path`` and write them with labels and probabilities."""
+    pairs = read_input_pairs(input_path, text_a, text_b)
+    predictions = PairPredictor.load(model_dir, batch_size).predict(pairs)
+    predictions = predictions.rename(columns={TEXT_A: text_a, TEXT_B: text_b})
+    write_predictions(predictions, output_path)
+    return predictions

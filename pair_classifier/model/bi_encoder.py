@@ -1,0 +1,128 @@
+"""The bi-encoder: one shared transformer, mean pooling, pair features, a softmax head.
+
+Kept free of Lightning so that inference, export and distillation can load it on their own.
+A saved bi-encoder is a folder: ``encoder/`` (Hugging Face weights and tokenizer),
+``head.pt`` and ``bi_encoder.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from pair_classifier.constants import BI_ENCODER_CONFIG, ENCODER_SUBDIR, HEAD_FILE
+from pair_classifier.io_utils import read_json, write_json
+from pair_classifier.model.features import FEATURE_BLOCKS, pair_features
+from pair_classifier.model.pooling import mean_pooling
+
+
+@dataclass(frozen=True)
+class BiEncoderSpec:
+    """What is needed, besides the weights, to rebuild and use a bi-encoder."""
+
+    class_names: list[str]
+    positive_label: str
+    max_length: int
+    head_hidden: int = 0
+    dropout: float = 0.1
+
+
+def build_head(embedding_dim: int, spec: BiEncoderSpec) -> nn.Module:
+    """Softmax head on the pair features: linear, or one hidden layer."""
+    in_features = FEATURE_BLOCKS * embedding_dim
+    classes = len(spec.class_names)
+    if spec.head_hidden <= 0:
+        return nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(in_features, classes))
+    return nn.Sequential(
+        nn.Dropout(spec.dropout),
+        nn.Linear(in_features, spec.head_hidden),
+        nn.GELU(),
+        nn.Dropout(spec.dropout),
+        nn.Linear(spec.head_hidden, classes),
+    )
+
+
+class BiEncoder(nn.Module):
+    """Encodes each text of a pair with the same encoder and classifies the pair features."""
+
+    def __init__(
+        self, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, spec: BiEncoderSpec
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.head = build_head(encoder.config.hidden_size, spec)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.encoder.config.hidden_size)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Sentence vectors: the encoder's last hidden states, mean-pooled over real tokens."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return mean_pooling(hidden, attention_mask)
+
+    def forward(
+        self,
+        input_ids_a: torch.Tensor,
+        attention_mask_a: torch.Tensor,
+        input_ids_b: torch.Tensor,
+        attention_mask_b: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits of the softmax head and the two sentence vectors."""
+        u = self.embed(input_ids_a, attention_mask_a)
+        v = self.embed(input_ids_b, attention_mask_b)
+        return self.head(pair_features(u, v)), u, v
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenise with padding to the longest text of this batch (dynamic padding)."""
+        return self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.spec.max_length,
+            return_tensors="pt",
+        )
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Sentence vectors for many texts, in batches of similar length (less padding)."""
+        was_training = self.training
+        self.eval()
+        order = np.argsort([len(text) for text in texts], kind="stable")
+        device = next(self.parameters()).device
+        vectors = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            index = order[start : start + batch_size]
+            batch = self.tokenize([texts[i] for i in index])
+            embedded = self.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            vectors[index] = embedded.float().cpu().numpy()
+        self.train(was_training)
+        return vectors
+
+    def save(self, directory: Path) -> None:
+        """Write encoder, tokenizer, head and spec into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(directory / ENCODER_SUBDIR)
+        self.tokenizer.save_pretrained(directory / ENCODER_SUBDIR)
+        torch.save(self.head.state_dict(), directory / HEAD_FILE)
+        write_json(directory / BI_ENCODER_CONFIG, asdict(self.spec))
+
+    @classmethod
+    def load(cls, directory: Path) -> BiEncoder:
+        """Rebuild a bi-encoder saved by ``save``; it comes back in eval mode on the CPU."""
+        if not (directory / BI_ENCODER_CONFIG).is_file():
+            raise FileNotFoundError(f"{directory}: no {BI_ENCODER_CONFIG}; not a saved bi-encoder")
+        spec = BiEncoderSpec(**read_json(directory / BI_ENCODER_CONFIG))
+        encoder = AutoModel.from_pretrained(directory / ENCODER_SUBDIR)
+        tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR)
+        model = cls(encoder, tokenizer, spec)
+        model.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))
+        return model.eval()

@@ -1,0 +1,103 @@
+"""LightningDataModule over the prepared parquet splits, tokenising per batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import PreTrainedTokenizerBase
+
+from pair_classifier.constants import LABEL, TEXT_A, TEXT_B
+from pair_classifier.data.preparation import load_split
+
+Example = tuple[str, str, int]
+Batch = dict[str, torch.Tensor]
+
+
+class PairDataset(Dataset):
+    """(text_a, text_b, label) rows; with ``add_swapped`` also every (text_b, text_a)."""
+
+    def __init__(self, frame: pd.DataFrame, add_swapped: bool = False) -> None:
+        rows = list(zip(frame[TEXT_A], frame[TEXT_B], frame[LABEL].astype(int)))
+        if add_swapped:
+            rows += [(b, a, label) for a, b, label in rows]
+        self.rows: list[Example] = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Example:
+        return self.rows[index]
+
+
+class PairCollator:
+    """Tokenises both texts of a batch, padding only to the longest text in it."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+
+    def __call__(self, examples: list[Example]) -> Batch:
+        texts_a, texts_b, labels = zip(*examples)
+        a = self._tokenize(list(texts_a))
+        b = self._tokenize(list(texts_b))
+        return {
+            "input_ids_a": a["input_ids"],
+            "attention_mask_a": a["attention_mask"],
+            "input_ids_b": b["input_ids"],
+            "attention_mask_b": b["attention_mask"],
+            "labels": torch.tensor(labels, dtype=torch.long),
+        }
+
+
+class PairDataModule(L.LightningDataModule):
+    """Train/val loaders for the bi-encoder; the test split is left to the evaluate stage."""
+
+    def __init__(
+        self,
+        prepared_dir: Path,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        batch_size: int,
+        swap_augmentation: bool,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.prepared_dir = prepared_dir
+        self.collate = PairCollator(tokenizer, max_length)
+        self.batch_size = batch_size
+        self.swap_augmentation = swap_augmentation
+        self.num_workers = num_workers
+        self.train_set: PairDataset | None = None
+        self.val_set: PairDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = PairDataset(load_split(self.prepared_dir, "train"), self.swap_augmentation)
+            self.val_set = PairDataset(load_split(self.prepared_dir, "val"))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.val_set,
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )

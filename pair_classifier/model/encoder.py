@@ -1,0 +1,47 @@
+"""Loading the pretrained transformer: local folder, the team's offline HF cache, or the hub."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from pair_classifier.config import ModelConfig
+
+
+def _hub_cache_holds(cache_dir: Path, model_id: str) -> bool:
+    return (cache_dir / f"models--{model_id.replace('/', '--')}").is_dir()
+
+
+def pretrained_source(config: ModelConfig) -> tuple[str, dict[str, Any]]:
+    """Where ``from_pretrained`` should look, and with which arguments.
+
+    A local folder wins; a hub id is read offline from ``model.hf_cache`` when that cache holds
+    it (the team's shared drive), and downloaded from the hub otherwise.
+    """
+    if Path(config.pretrained).is_dir():
+        return config.pretrained, {}
+    if config.hf_cache and _hub_cache_holds(Path(config.hf_cache), config.pretrained):
+        return config.pretrained, {"cache_dir": config.hf_cache, "local_files_only": True}
+    return config.pretrained, {}
+
+
+def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+    source, kwargs = pretrained_source(config)
+    return AutoTokenizer.from_pretrained(source, **kwargs)
+
+
+def load_encoder(config: ModelConfig) -> PreTrainedModel:
+    source, kwargs = pretrained_source(config)
+    return AutoModel.from_pretrained(source, **kwargs)
+
+
+def token_counter(tokenizer: PreTrainedTokenizerBase) -> Callable[[Sequence[str]], list[int]]:
+    """A function giving each text's length in tokens (special tokens included)."""
+
+    def count(texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+
+    return count

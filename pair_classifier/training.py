@@ -1,0 +1,201 @@
+"""Fine-tuning the bi-encoder with Lightning, resumable after a kill.
+
+Lightning does the work: ModelCheckpoint keeps ``best.ckpt`` (weights, by the monitored
+validation metric) and ``last.ckpt`` (full state, every few steps), EarlyStopping stops,
+``Trainer.fit(ckpt_path=...)`` resumes. This module only decides whether the checkpoints on disk
+belong to the same training (same configs and data): if so it resumes, otherwise it starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+import pandas as pd
+from dvclive.lightning import DVCLiveLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger
+
+from pair_classifier.config import DataConfig, ModelConfig, TrainConfig
+from pair_classifier.constants import BEST_CHECKPOINT, CHECKPOINT_STATE, LAST_CHECKPOINT, SPLIT_SUFFIX
+from pair_classifier.io_utils import read_json, write_json
+from pair_classifier.model.bi_encoder import BiEncoder, BiEncoderSpec
+from pair_classifier.model.datamodule import PairDataModule
+from pair_classifier.model.encoder import load_encoder, load_tokenizer
+from pair_classifier.model.lightning_module import BiEncoderModule
+
+CHECKPOINT_SUFFIX = ".ckpt"
+DVCLIVE_METRICS_SUBDIR = Path("plots/metrics")
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """Where a training run keeps its checkpoints and whether it resumes."""
+
+    checkpoint_dir: Path
+    fingerprint: str
+    resume_from: Path | None
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint_dir / f"{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}"
+
+    def mark_completed(self) -> None:
+        write_json(self.checkpoint_dir / CHECKPOINT_STATE, {"fingerprint": self.fingerprint, "completed": True})
+
+
+def training_fingerprint(
+    prepared_dir: Path, model: ModelConfig, train: TrainConfig, data: DataConfig, seed: int
+) -> str:
+    """Identity of a training: configs, seed and the exact prepared data."""
+    digest = hashlib.sha256(
+        json.dumps(
+            {"model": asdict(model), "train": asdict(train), "labels": data.class_names, "seed": seed},
+            sort_keys=True,
+        ).encode()
+    )
+    for split in ("train", "val"):
+        digest.update((prepared_dir / f"{split}{SPLIT_SUFFIX}").read_bytes())
+    return digest.hexdigest()
+
+
+def plan_run(checkpoint_dir: Path, fingerprint: str) -> TrainingRun:
+    """Resume when an unfinished run of the same fingerprint left a last checkpoint; else start clean."""
+    state_file = checkpoint_dir / CHECKPOINT_STATE
+    state = read_json(state_file) if state_file.is_file() else {}
+    last = checkpoint_dir / f"{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}"
+    if state.get("fingerprint") == fingerprint and not state.get("completed") and last.is_file():
+        return TrainingRun(checkpoint_dir, fingerprint, last)
+    if checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True)
+    write_json(state_file, {"fingerprint": fingerprint, "completed": False})
+    return TrainingRun(checkpoint_dir, fingerprint, None)
+
+
+def resolve_accelerator(train: TrainConfig) -> tuple[str, str]:
+    """Accelerator and the precision configured for it (bf16-mixed on CPU, 16-mixed on CUDA)."""
+    accelerator = train.accelerator
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = train.precision.cuda if accelerator in ("cuda", "gpu") else train.precision.cpu
+    return accelerator, precision
+
+
+def build_bi_encoder(model: ModelConfig, data: DataConfig) -> BiEncoder:
+    """A bi-encoder with pretrained encoder weights and a fresh head."""
+    spec = BiEncoderSpec(
+        class_names=data.class_names,
+        positive_label=data.positive_label,
+        max_length=model.max_length,
+        head_hidden=model.head_hidden,
+        dropout=model.dropout,
+    )
+    return BiEncoder(load_encoder(model), load_tokenizer(model), spec)
+
+
+def train_bi_encoder(
+    prepared_dir: Path,
+    run: TrainingRun,
+    model_config: ModelConfig,
+    train: TrainConfig,
+    data: DataConfig,
+    seed: int,
+    loggers: list[Logger],
+) -> tuple[BiEncoder, dict[str, Any], Path]:
+    """Fit (or resume fitting) the bi-encoder; return it with its best weights, metrics, best checkpoint."""
+    L.seed_everything(seed, workers=True)
+    if train.num_threads > 0:
+        torch.set_num_threads(train.num_threads)
+    accelerator, precision = resolve_accelerator(train)
+    bi_encoder = build_bi_encoder(model_config, data)
+    module = BiEncoderModule(bi_encoder, train)
+    datamodule = PairDataModule(
+        prepared_dir,
+        bi_encoder.tokenizer,
+        model_config.max_length,
+        train.batch_size,
+        swap_augmentation=train.swap_augmentation and data.symmetric,
+        num_workers=train.num_workers,
+    )
+    best = ModelCheckpoint(
+        dirpath=run.checkpoint_dir,
+        filename=BEST_CHECKPOINT,
+        monitor=train.monitor,
+        mode=train.monitor_mode,
+        save_top_k=1,
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=run.checkpoint_dir,
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=train.checkpoint_every_n_steps,
+    )
+    trainer = L.Trainer(
+        max_epochs=train.epochs,
+        accelerator=accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        precision=precision,
+        gradient_clip_val=train.gradient_clip_val,
+        log_every_n_steps=train.log_every_n_steps,
+        logger=loggers,
+        callbacks=[
+            best,
+            last,
+            EarlyStopping(monitor=train.monitor, mode=train.monitor_mode, patience=train.early_stopping_patience),
+            LearningRateMonitor(logging_interval="step"),
+        ],
+        deterministic=False,
+        default_root_dir=run.checkpoint_dir,
+    )
+    started = time.perf_counter()
+    resumed_from_step = 0
+    if run.resume_from is not None:
+        resumed_from_step = int(torch.load(run.resume_from, map_location="cpu", weights_only=False)["global_step"])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from)
+    seconds = time.perf_counter() - started
+    best_state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(best_state)
+    metrics = {
+        f"best_{train.monitor}": float(best.best_model_score),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "resumed_from_step": resumed_from_step,
+        "fit_seconds": round(seconds, 1),
+        "accelerator": accelerator,
+        "precision": precision,
+    } | {f"last_{key}": float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val_")}
+    return bi_encoder.cpu().eval(), metrics, Path(best.best_model_path)
+
+
+def training_loggers(dvclive_dir: Path, resume: bool, mlflow_run_id: str | None, tracking_uri: str) -> list[Logger]:
+    """DVCLive (feeds `dvc plots`) and, when a tracking run is open, MLflow (per-step curves)."""
+    if not resume and dvclive_dir.exists():
+        shutil.rmtree(dvclive_dir)
+    loggers: list[Logger] = [
+        DVCLiveLogger(dir=str(dvclive_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None)
+    ]
+    if mlflow_run_id is not None:
+        loggers.append(MLFlowLogger(run_id=mlflow_run_id, tracking_uri=tracking_uri, log_model=False))
+    return loggers
+
+
+def loss_curves(dvclive_dir: Path) -> dict[str, list[tuple[float, float]]]:
+    """Training (per step) and validation (per epoch) loss as DVCLive logged them."""
+    curves = {}
+    for name in ("train_loss_step", "val_loss"):
+        path = dvclive_dir / DVCLIVE_METRICS_SUBDIR / f"{name}.tsv"
+        if path.is_file():
+            frame = pd.read_csv(path, sep="\t")
+            curves[name] = list(zip(frame["step"], frame[name]))
+    return curves

@@ -1,0 +1,48 @@
+"""Stage embed-train: fine-tune the bi-encoder (Lightning), keep its best weights."""
+
+from pathlib import Path
+
+from pair_classifier.config import DataConfig, ModelConfig, TrackingConfig, TrainConfig, read_params, section
+from pair_classifier.constants import (
+    BI_ENCODER_SUBDIR,
+    CHECKPOINTS_DIR,
+    DVCLIVE_DIR,
+    PREPARED_DIR,
+    TEACHER_DIR,
+    TRAIN_METRICS,
+    TRAIN_PLOTS_DIR,
+)
+from pair_classifier.evaluation import save_loss_png
+from pair_classifier.io_utils import replace_dir_atomically, write_json
+from pair_classifier.tracking import is_worker_process, log_artifacts, log_metrics, stage_run, tracking_uri
+from pair_classifier.training import loss_curves, plan_run, train_bi_encoder, training_fingerprint, training_loggers
+
+
+def main() -> None:
+    params = read_params()
+    data = section(params, "data", DataConfig)
+    model = section(params, "model", ModelConfig)
+    train = section(params, "train", TrainConfig)
+    tracking = section(params, "tracking", TrackingConfig)
+    seed = int(params["seed"])
+    run = plan_run(CHECKPOINTS_DIR, training_fingerprint(PREPARED_DIR, model, train, data, seed))
+    with stage_run("embed-train", params, tracking) as run_id:
+        loggers = training_loggers(DVCLIVE_DIR, run.resume_from is not None, run_id, tracking_uri(tracking))
+        bi_encoder, metrics, best_checkpoint = train_bi_encoder(
+            PREPARED_DIR, run, model, train, data, seed, loggers
+        )
+        if is_worker_process():
+            return
+        out = TEACHER_DIR / BI_ENCODER_SUBDIR
+        replace_dir_atomically(out, bi_encoder.save)
+        run.mark_completed()
+        write_json(TRAIN_METRICS, metrics)
+        save_loss_png(loss_curves(DVCLIVE_DIR), TRAIN_PLOTS_DIR / "loss.png")
+        log_metrics(metrics, "train.")
+        if tracking.log_checkpoint:
+            log_artifacts(best_checkpoint, "checkpoints")
+        log_artifacts(out, f"model/{BI_ENCODER_SUBDIR}")
+
+
+if __name__ == "__main__":
+    main()

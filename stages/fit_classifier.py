@@ -1,0 +1,37 @@
+"""Stage fit-classifier: the SVM on the fine-tuned pair features, C chosen on validation."""
+
+from pair_classifier.classifier import fit_classifier, labels_of, pair_feature_matrix
+from pair_classifier.config import ClassifierConfig, DataConfig, TrackingConfig, read_params, section
+from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_METRICS, CLASSIFIER_SUBDIR, PREPARED_DIR, TEACHER_DIR
+from pair_classifier.data.preparation import load_split
+from pair_classifier.io_utils import replace_dir_atomically, write_json
+from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
+
+
+def main() -> None:
+    params = read_params()
+    data = section(params, "data", DataConfig)
+    config = section(params, "classifier", ClassifierConfig)
+    with stage_run("fit-classifier", params, section(params, "tracking", TrackingConfig)):
+        bi_encoder = BiEncoder.load(TEACHER_DIR / BI_ENCODER_SUBDIR)
+        train, val = load_split(PREPARED_DIR, "train"), load_split(PREPARED_DIR, "val")
+        classifier = fit_classifier(
+            pair_feature_matrix(bi_encoder, train, config.batch_size),
+            labels_of(train),
+            pair_feature_matrix(bi_encoder, val, config.batch_size),
+            labels_of(val),
+            config,
+            data.class_names,
+            data.positive_label,
+            int(params["seed"]),
+        )
+        out = TEACHER_DIR / CLASSIFIER_SUBDIR
+        replace_dir_atomically(out, classifier.save)
+        write_json(CLASSIFIER_METRICS, classifier.report)
+        log_metrics(classifier.report, "classifier.")
+        log_artifacts(out, f"model/{CLASSIFIER_SUBDIR}")
+
+
+if __name__ == "__main__":
+    main()
