@@ -50,7 +50,11 @@ class FittedClassifier:
         joblib.dump(self.estimator, directory / CLASSIFIER_FILE)
         write_json(
             directory / CLASSIFIER_CONFIG,
-            {"class_names": self.class_names, "positive_label": self.positive_label, "report": self.report},
+            {
+                "class_names": self.class_names,
+                "positive_label": self.positive_label,
+                "report": self.report,
+            },
         )
 
     @classmethod
@@ -58,7 +62,12 @@ class FittedClassifier:
         if not (directory / CLASSIFIER_FILE).is_file():
             raise FileNotFoundError(f"{directory}: no {CLASSIFIER_FILE}; not a fitted classifier")
         meta = read_json(directory / CLASSIFIER_CONFIG)
-        return cls(joblib.load(directory / CLASSIFIER_FILE), meta["class_names"], meta["positive_label"], meta["report"])
+        return cls(
+            joblib.load(directory / CLASSIFIER_FILE),
+            meta["class_names"],
+            meta["positive_label"],
+            meta["report"],
+        )
 
 
 def pair_feature_matrix(model: BiEncoder, frame: pd.DataFrame, batch_size: int) -> np.ndarray:
@@ -73,10 +82,16 @@ def pair_feature_matrix(model: BiEncoder, frame: pd.DataFrame, batch_size: int) 
 
 def build_svm(config: ClassifierConfig, c: float, seed: int) -> Pipeline:
     if config.kind == "linear":
-        svm = LinearSVC(C=c, class_weight=config.class_weight, max_iter=config.max_iter, random_state=seed)
+        svm = LinearSVC(
+            C=c, class_weight=config.class_weight, max_iter=config.max_iter, random_state=seed
+        )
     else:
         svm = SVC(
-            C=c, kernel="rbf", gamma=config.gamma, class_weight=config.class_weight, max_iter=config.max_iter
+            C=c,
+            kernel="rbf",
+            gamma=config.gamma,
+            class_weight=config.class_weight,
+            max_iter=config.max_iter,
         )
     return make_pipeline(StandardScaler(), svm) if config.standardize else make_pipeline(svm)
 
@@ -96,15 +111,21 @@ def fit_classifier(
     candidates = []
     for c in config.c_grid:
         svm = build_svm(config, c, seed).fit(train_features, train_labels)
-        scores = score_predictions(val_labels, svm.predict(val_features), None, class_names, positive)
+        scores = score_predictions(
+            val_labels, svm.predict(val_features), None, class_names, positive
+        )
         candidates.append((scores[config.selection_metric], c, svm, scores))
     _, best_c, best_svm, _ = max(candidates, key=lambda candidate: candidate[0])
-    calibrated = CalibratedClassifierCV(FrozenEstimator(best_svm), method="sigmoid").fit(val_features, val_labels)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(best_svm), method="sigmoid").fit(
+        val_features, val_labels
+    )
     probabilities = calibrated.predict_proba(val_features)
     report = {
         "kind": config.kind,
         "selected_c": best_c,
-        "val": score_predictions(val_labels, probabilities.argmax(axis=1), probabilities, class_names, positive),
+        "val": score_predictions(
+            val_labels, probabilities.argmax(axis=1), probabilities, class_names, positive
+        ),
         "grid": {str(c): scores for _, c, _, scores in candidates},
     }
     return FittedClassifier(calibrated, class_names, positive_label, report)

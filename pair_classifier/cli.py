@@ -8,7 +8,9 @@ import typer
 from pair_classifier.config import DataConfig, read_params, section
 from pair_classifier.constants import PARAMS_FILE, TEXT_A, TEXT_B
 
-app = typer.Typer(help="pair-classifier: text-pair classification pipeline tools.", no_args_is_help=True)
+app = typer.Typer(
+    help="pair-classifier: text-pair classification pipeline tools.", no_args_is_help=True
+)
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -16,11 +18,14 @@ DEFAULT_BATCH_SIZE = 64
 @app.command("download-data")
 def download_data_command(
     source_dir: Annotated[
-        Optional[Path], typer.Option(help="Folder holding the raw files (default: data.shared_dir).")
+        Optional[Path],
+        typer.Option(help="Folder holding the raw files (default: data.shared_dir)."),
     ] = None,
-    params_file: Annotated[Path, typer.Option(help="params.yaml to read the data section from.")] = PARAMS_FILE,
+    params_file: Annotated[
+        Path, typer.Option(help="params.yaml to read the data section from.")
+    ] = PARAMS_FILE,
 ) -> None:
-    """Put the raw data set named in params.yaml into data/ (DVC remote, shared drive or public source)."""
+    """Put the raw data set named in params.yaml into data/ (DVC remote, shared drive or web)."""
     from pair_classifier.data.download import download_data
 
     config = section(read_params(params_file), "data", DataConfig)
@@ -30,9 +35,13 @@ def download_data_command(
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder with bi_encoder/ and classifier/.")],
+    model_dir: Annotated[
+        Path, typer.Argument(help="Model folder with bi_encoder/ and classifier/.")
+    ],
     input_path: Annotated[Path, typer.Argument(help="Pairs to score: .csv, .tsv or .jsonl.")],
-    output_path: Annotated[Path, typer.Argument(help="Where to write predictions (.csv, .tsv or .jsonl).")],
+    output_path: Annotated[
+        Path, typer.Argument(help="Where to write predictions (.csv, .tsv or .jsonl).")
+    ],
     text_a: Annotated[str, typer.Option(help="Column holding the first text.")] = TEXT_A,
     text_b: Annotated[str, typer.Option(help="Column holding the second text.")] = TEXT_B,
     batch_size: Annotated[int, typer.Option(help="Texts encoded per batch.")] = DEFAULT_BATCH_SIZE,

@@ -56,7 +56,7 @@ class DataConfig:
 
     @property
     def class_names(self) -> list[str]:
-        """Class names in class-index order (duplicates removed: several raw values may map to one)."""
+        """Class names in class-index order (several raw values may map to one class)."""
         return list(dict.fromkeys(self.labels.values()))
 
     @property
@@ -169,7 +169,9 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         raise ConfigError("; ".join(errors))
     if origin is Literal:
         if value not in typing.get_args(annotation):
-            raise ConfigError(f"{where}: expected one of {typing.get_args(annotation)}, got {value!r}")
+            raise ConfigError(
+                f"{where}: expected one of {typing.get_args(annotation)}, got {value!r}"
+            )
         return value
     if origin is list:
         if not isinstance(value, list):

@@ -39,7 +39,7 @@ def score_predictions(
     class_names: list[str],
     positive_index: int,
 ) -> dict[str, float]:
-    """Accuracy, F1, precision, recall (of the positive class when binary, macro otherwise), ROC-AUC."""
+    """Accuracy, F1, precision, recall (positive class if binary, else macro), ROC-AUC."""
     average = _average(class_names)
     kwargs: dict[str, Any] = {"average": average, "zero_division": 0}
     if average == "binary":
@@ -52,7 +52,9 @@ def score_predictions(
     }
     if probabilities is not None and len(np.unique(y_true)) > 1:
         if average == "binary":
-            scores["roc_auc"] = roc_auc_score(y_true == positive_index, probabilities[:, positive_index])
+            scores["roc_auc"] = roc_auc_score(
+                y_true == positive_index, probabilities[:, positive_index]
+            )
         else:
             scores["roc_auc"] = roc_auc_score(
                 y_true, probabilities, multi_class="ovr", labels=list(range(len(class_names)))
@@ -89,7 +91,9 @@ def evaluation_report(
 def _downsample(points: dict[str, np.ndarray], keep: int) -> list[dict[str, float]]:
     size = len(next(iter(points.values())))
     index = np.unique(np.linspace(0, size - 1, num=min(keep, size)).round().astype(int))
-    return [{name: round(float(values[i]), DECIMALS) for name, values in points.items()} for i in index]
+    return [
+        {name: round(float(values[i]), DECIMALS) for name, values in points.items()} for i in index
+    ]
 
 
 def curve_data(
@@ -106,13 +110,17 @@ def curve_data(
     }
 
 
-def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> list[dict[str, str]]:
+def confusion_rows(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]
+) -> list[dict[str, str]]:
     """One row per pair, the shape DVC's confusion template reads."""
     return [{"actual": class_names[a], "predicted": class_names[p]} for a, p in zip(y_true, y_pred)]
 
 
 def save_confusion_png(report: dict[str, Any], class_names: list[str], path: Path) -> None:
-    matrix = np.array([[report["confusion_matrix"][a][p] for p in class_names] for a in class_names])
+    matrix = np.array(
+        [[report["confusion_matrix"][a][p] for p in class_names] for a in class_names]
+    )
     figure = Figure(figsize=(4.5, 4))
     axes = figure.subplots()
     axes.imshow(matrix, cmap="Blues")
@@ -175,6 +183,18 @@ def write_evaluation(
     write_json(plots_dir / ROC_DATA, curves["roc"])
     write_json(plots_dir / PR_DATA, curves["precision_recall"])
     save_confusion_png(report, class_names, plots_dir / "confusion_matrix.png")
-    save_curve_png(curves["roc"], "fpr", "tpr", f"ROC (AUC {report.get('roc_auc', float('nan')):.3f})", plots_dir / "roc.png")
-    save_curve_png(curves["precision_recall"], "recall", "precision", "Precision-recall", plots_dir / "precision_recall.png")
+    save_curve_png(
+        curves["roc"],
+        "fpr",
+        "tpr",
+        f"ROC (AUC {report.get('roc_auc', float('nan')):.3f})",
+        plots_dir / "roc.png",
+    )
+    save_curve_png(
+        curves["precision_recall"],
+        "recall",
+        "precision",
+        "Precision-recall",
+        plots_dir / "precision_recall.png",
+    )
     return report

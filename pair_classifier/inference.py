@@ -33,7 +33,9 @@ class InputError(ValueError):
 class PairPredictor:
     """Bi-encoder features + SVM, loaded from a model folder."""
 
-    def __init__(self, bi_encoder: BiEncoder, classifier: FittedClassifier, batch_size: int) -> None:
+    def __init__(
+        self, bi_encoder: BiEncoder, classifier: FittedClassifier, batch_size: int
+    ) -> None:
         self.bi_encoder = bi_encoder
         self.classifier = classifier
         self.batch_size = batch_size
@@ -68,7 +70,9 @@ class PairPredictor:
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise InputError(f"{path}: unsupported file type {suffix!r}; expected one of {SUPPORTED_SUFFIXES}")
+        raise InputError(
+            f"{path}: unsupported file type {suffix!r}; expected one of {SUPPORTED_SUFFIXES}"
+        )
     return suffix
 
 
@@ -83,7 +87,11 @@ def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> 
             first_line = 1
         else:
             frame = pd.read_csv(
-                path, sep=SEPARATORS[suffix], dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL
+                path,
+                sep=SEPARATORS[suffix],
+                dtype=str,
+                keep_default_na=False,
+                quoting=csv.QUOTE_MINIMAL,
             )
             first_line = 2  # after the header
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
@@ -96,7 +104,9 @@ def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> 
         empty = values.isna() | values.astype(str).str.strip().eq("")
         if empty.any():
             line = int(np.flatnonzero(empty.to_numpy())[0]) + first_line
-            raise InputError(f"{path}:{line}: field {column!r} is empty; every pair needs two texts")
+            raise InputError(
+                f"{path}:{line}: field {column!r} is empty; every pair needs two texts"
+            )
     return frame.rename(columns={text_a: TEXT_A, text_b: TEXT_B}).astype({TEXT_A: str, TEXT_B: str})
 
 

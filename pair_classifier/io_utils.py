@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+DIR_MODE = 0o755
+
 
 def replace_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """Let ``write`` fill a staging folder beside ``target``, then swap it in.
@@ -19,6 +21,7 @@ def replace_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         write(staging)
+        staging.chmod(DIR_MODE)  # mkdtemp makes it private; outputs are ordinary folders
         backup = target.with_name(f".{target.name}.old")
         if backup.exists():
             shutil.rmtree(backup)

@@ -57,7 +57,13 @@ class Lineage:
         }
 
     def pipeline_key(self) -> str:
-        parts = (self.git_commit, self.git_diff_hash, self.data_md5, self.params_md5, self.dvc_experiment)
+        parts = (
+            self.git_commit,
+            self.git_diff_hash,
+            self.data_md5,
+            self.params_md5,
+            self.dvc_experiment,
+        )
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
@@ -158,7 +164,9 @@ def _pipeline_run_id(experiment_id: str, lineage: Lineage, params: Mapping[str, 
 
 
 @contextmanager
-def stage_run(stage: str, params: Mapping[str, Any], config: TrackingConfig) -> Iterator[str | None]:
+def stage_run(
+    stage: str, params: Mapping[str, Any], config: TrackingConfig
+) -> Iterator[str | None]:
     """Open the stage's child run under its pipeline run; yields the child run id.
 
     In DDP worker processes this does nothing and yields ``None``.

@@ -17,14 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 import pandas as pd
+import torch
 from dvclive.lightning import DVCLiveLogger
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 
 from pair_classifier.config import DataConfig, ModelConfig, TrainConfig
-from pair_classifier.constants import BEST_CHECKPOINT, CHECKPOINT_STATE, LAST_CHECKPOINT, SPLIT_SUFFIX
+from pair_classifier.constants import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_STATE,
+    LAST_CHECKPOINT,
+    SPLIT_SUFFIX,
+)
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.bi_encoder import BiEncoder, BiEncoderSpec
 from pair_classifier.model.datamodule import PairDataModule
@@ -33,6 +38,8 @@ from pair_classifier.model.lightning_module import BiEncoderModule
 
 CHECKPOINT_SUFFIX = ".ckpt"
 DVCLIVE_METRICS_SUBDIR = Path("plots/metrics")
+# DVCLive files Lightning's `train_loss` (logged per step) and `val_loss` under these names.
+DVCLIVE_LOSS_FILES = {"train": "train/step/loss.tsv", "validation": "val/loss.tsv"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,10 @@ class TrainingRun:
         return self.checkpoint_dir / f"{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}"
 
     def mark_completed(self) -> None:
-        write_json(self.checkpoint_dir / CHECKPOINT_STATE, {"fingerprint": self.fingerprint, "completed": True})
+        write_json(
+            self.checkpoint_dir / CHECKPOINT_STATE,
+            {"fingerprint": self.fingerprint, "completed": True},
+        )
 
 
 def training_fingerprint(
@@ -57,7 +67,12 @@ def training_fingerprint(
     """Identity of a training: configs, seed and the exact prepared data."""
     digest = hashlib.sha256(
         json.dumps(
-            {"model": asdict(model), "train": asdict(train), "labels": data.class_names, "seed": seed},
+            {
+                "model": asdict(model),
+                "train": asdict(train),
+                "labels": data.class_names,
+                "seed": seed,
+            },
             sort_keys=True,
         ).encode()
     )
@@ -67,7 +82,7 @@ def training_fingerprint(
 
 
 def plan_run(checkpoint_dir: Path, fingerprint: str) -> TrainingRun:
-    """Resume when an unfinished run of the same fingerprint left a last checkpoint; else start clean."""
+    """Resume an unfinished run of this fingerprint from its last checkpoint; else start clean."""
     state_file = checkpoint_dir / CHECKPOINT_STATE
     state = read_json(state_file) if state_file.is_file() else {}
     last = checkpoint_dir / f"{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}"
@@ -98,7 +113,8 @@ def build_bi_encoder(model: ModelConfig, data: DataConfig) -> BiEncoder:
         head_hidden=model.head_hidden,
         dropout=model.dropout,
     )
-    return BiEncoder(load_encoder(model), load_tokenizer(model), spec)
+    encoder = load_encoder(model).train()  # from_pretrained returns eval mode: dropout off
+    return BiEncoder(encoder, load_tokenizer(model), spec)
 
 
 def train_bi_encoder(
@@ -110,7 +126,7 @@ def train_bi_encoder(
     seed: int,
     loggers: list[Logger],
 ) -> tuple[BiEncoder, dict[str, Any], Path]:
-    """Fit (or resume fitting) the bi-encoder; return it with its best weights, metrics, best checkpoint."""
+    """Fit (or resume) the bi-encoder; return it with its best weights, metrics, best checkpoint."""
     L.seed_everything(seed, workers=True)
     if train.num_threads > 0:
         torch.set_num_threads(train.num_threads)
@@ -152,7 +168,11 @@ def train_bi_encoder(
         callbacks=[
             best,
             last,
-            EarlyStopping(monitor=train.monitor, mode=train.monitor_mode, patience=train.early_stopping_patience),
+            EarlyStopping(
+                monitor=train.monitor,
+                mode=train.monitor_mode,
+                patience=train.early_stopping_patience,
+            ),
             LearningRateMonitor(logging_interval="step"),
         ],
         deterministic=False,
@@ -161,10 +181,14 @@ def train_bi_encoder(
     started = time.perf_counter()
     resumed_from_step = 0
     if run.resume_from is not None:
-        resumed_from_step = int(torch.load(run.resume_from, map_location="cpu", weights_only=False)["global_step"])
+        resumed_from_step = int(
+            torch.load(run.resume_from, map_location="cpu", weights_only=False)["global_step"]
+        )
     trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from)
     seconds = time.perf_counter() - started
-    best_state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+    best_state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)[
+        "state_dict"
+    ]
     module.load_state_dict(best_state)
     metrics = {
         f"best_{train.monitor}": float(best.best_model_score),
@@ -174,28 +198,38 @@ def train_bi_encoder(
         "fit_seconds": round(seconds, 1),
         "accelerator": accelerator,
         "precision": precision,
-    } | {f"last_{key}": float(value) for key, value in trainer.callback_metrics.items() if key.startswith("val_")}
+    } | {
+        f"last_{key}": float(value)
+        for key, value in trainer.callback_metrics.items()
+        if key.startswith("val_")
+    }
     return bi_encoder.cpu().eval(), metrics, Path(best.best_model_path)
 
 
-def training_loggers(dvclive_dir: Path, resume: bool, mlflow_run_id: str | None, tracking_uri: str) -> list[Logger]:
+def training_loggers(
+    dvclive_dir: Path, resume: bool, mlflow_run_id: str | None, tracking_uri: str
+) -> list[Logger]:
     """DVCLive (feeds `dvc plots`) and, when a tracking run is open, MLflow (per-step curves)."""
     if not resume and dvclive_dir.exists():
         shutil.rmtree(dvclive_dir)
     loggers: list[Logger] = [
-        DVCLiveLogger(dir=str(dvclive_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None)
+        DVCLiveLogger(
+            dir=str(dvclive_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None
+        )
     ]
     if mlflow_run_id is not None:
-        loggers.append(MLFlowLogger(run_id=mlflow_run_id, tracking_uri=tracking_uri, log_model=False))
+        loggers.append(
+            MLFlowLogger(run_id=mlflow_run_id, tracking_uri=tracking_uri, log_model=False)
+        )
     return loggers
 
 
 def loss_curves(dvclive_dir: Path) -> dict[str, list[tuple[float, float]]]:
     """Training (per step) and validation (per epoch) loss as DVCLive logged them."""
     curves = {}
-    for name in ("train_loss_step", "val_loss"):
-        path = dvclive_dir / DVCLIVE_METRICS_SUBDIR / f"{name}.tsv"
+    for name, relative in DVCLIVE_LOSS_FILES.items():
+        path = dvclive_dir / DVCLIVE_METRICS_SUBDIR / relative
         if path.is_file():
             frame = pd.read_csv(path, sep="\t")
-            curves[name] = list(zip(frame["step"], frame[name]))
+            curves[name] = list(zip(frame["step"], frame["loss"]))
     return curves

@@ -1,8 +1,13 @@
 """Stage embed-train: fine-tune the bi-encoder (Lightning), keep its best weights."""
 
-from pathlib import Path
-
-from pair_classifier.config import DataConfig, ModelConfig, TrackingConfig, TrainConfig, read_params, section
+from pair_classifier.config import (
+    DataConfig,
+    ModelConfig,
+    TrackingConfig,
+    TrainConfig,
+    read_params,
+    section,
+)
 from pair_classifier.constants import (
     BI_ENCODER_SUBDIR,
     CHECKPOINTS_DIR,
@@ -14,8 +19,20 @@ from pair_classifier.constants import (
 )
 from pair_classifier.evaluation import save_loss_png
 from pair_classifier.io_utils import replace_dir_atomically, write_json
-from pair_classifier.tracking import is_worker_process, log_artifacts, log_metrics, stage_run, tracking_uri
-from pair_classifier.training import loss_curves, plan_run, train_bi_encoder, training_fingerprint, training_loggers
+from pair_classifier.tracking import (
+    is_worker_process,
+    log_artifacts,
+    log_metrics,
+    stage_run,
+    tracking_uri,
+)
+from pair_classifier.training import (
+    loss_curves,
+    plan_run,
+    train_bi_encoder,
+    training_fingerprint,
+    training_loggers,
+)
 
 
 def main() -> None:
@@ -27,7 +44,9 @@ def main() -> None:
     seed = int(params["seed"])
     run = plan_run(CHECKPOINTS_DIR, training_fingerprint(PREPARED_DIR, model, train, data, seed))
     with stage_run("embed-train", params, tracking) as run_id:
-        loggers = training_loggers(DVCLIVE_DIR, run.resume_from is not None, run_id, tracking_uri(tracking))
+        loggers = training_loggers(
+            DVCLIVE_DIR, run.resume_from is not None, run_id, tracking_uri(tracking)
+        )
         bi_encoder, metrics, best_checkpoint = train_bi_encoder(
             PREPARED_DIR, run, model, train, data, seed, loggers
         )

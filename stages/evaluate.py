@@ -2,7 +2,12 @@
 
 from pair_classifier.classifier import labels_of
 from pair_classifier.config import DataConfig, EvaluateConfig, TrackingConfig, read_params, section
-from pair_classifier.constants import EVALUATE_METRICS, EVALUATE_PLOTS_DIR, PREPARED_DIR, TEACHER_DIR
+from pair_classifier.constants import (
+    EVALUATE_METRICS,
+    EVALUATE_PLOTS_DIR,
+    PREPARED_DIR,
+    TEACHER_DIR,
+)
 from pair_classifier.data.preparation import load_split
 from pair_classifier.evaluation import write_evaluation
 from pair_classifier.inference import PairPredictor
@@ -18,7 +23,12 @@ def main() -> None:
         frame = load_split(PREPARED_DIR, config.split)
         probabilities = PairPredictor.load(TEACHER_DIR, config.batch_size).predict_proba(frame)
         report = write_evaluation(
-            labels_of(frame), probabilities, data.class_names, data.positive_index, config.roc_points, EVALUATE_PLOTS_DIR
+            labels_of(frame),
+            probabilities,
+            data.class_names,
+            data.positive_index,
+            config.roc_points,
+            EVALUATE_PLOTS_DIR,
         )
         write_json(EVALUATE_METRICS, report)
         log_metrics(report, f"{config.split}.")

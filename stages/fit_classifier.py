@@ -1,8 +1,20 @@
 """Stage fit-classifier: the SVM on the fine-tuned pair features, C chosen on validation."""
 
 from pair_classifier.classifier import fit_classifier, labels_of, pair_feature_matrix
-from pair_classifier.config import ClassifierConfig, DataConfig, TrackingConfig, read_params, section
-from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_METRICS, CLASSIFIER_SUBDIR, PREPARED_DIR, TEACHER_DIR
+from pair_classifier.config import (
+    ClassifierConfig,
+    DataConfig,
+    TrackingConfig,
+    read_params,
+    section,
+)
+from pair_classifier.constants import (
+    BI_ENCODER_SUBDIR,
+    CLASSIFIER_METRICS,
+    CLASSIFIER_SUBDIR,
+    PREPARED_DIR,
+    TEACHER_DIR,
+)
 from pair_classifier.data.preparation import load_split
 from pair_classifier.io_utils import replace_dir_atomically, write_json
 from pair_classifier.model.bi_encoder import BiEncoder

@@ -2,7 +2,14 @@
 
 from pathlib import Path
 
-from pair_classifier.config import DataConfig, ModelConfig, PrepareConfig, TrackingConfig, read_params, section
+from pair_classifier.config import (
+    DataConfig,
+    ModelConfig,
+    PrepareConfig,
+    TrackingConfig,
+    read_params,
+    section,
+)
 from pair_classifier.constants import DATA_METRICS, PREPARED_DIR, QUARANTINE_FILE
 from pair_classifier.data.preparation import prepare_data
 from pair_classifier.io_utils import write_json

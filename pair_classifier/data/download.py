@@ -1,4 +1,4 @@
-"""Getting the raw data into ``data/``: DVC remote, the team's shared drive, or the public source."""
+"""Getting the raw data into ``data/``: DVC remote, the team's shared drive, or the web."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ class PublicSource:
 PUBLIC_SOURCES = {
     "senteval_mrpc": PublicSource(
         base_url="https://dl.fbaipublicfiles.com/senteval/senteval_data/",
-        files={"msr-para-train.tsv": "msr_paraphrase_train.txt", "msr-para-test.tsv": "msr_paraphrase_test.txt"},
+        files={
+            "msr-para-train.tsv": "msr_paraphrase_train.txt",
+            "msr-para-test.tsv": "msr_paraphrase_test.txt",
+        },
         tail_split=("msr-para-train.tsv", "msr-para-val.tsv", 500),
     )
 }

@@ -67,7 +67,9 @@ def _split_validation(
     return SplitRows(train.file, _by_line(train_pairs)), SplitRows(train.file, _by_line(val_pairs))
 
 
-def _length_percentiles(texts: list[str], count_tokens: TokenCounter, percentiles: list[int]) -> dict:
+def _length_percentiles(
+    texts: list[str], count_tokens: TokenCounter, percentiles: list[int]
+) -> dict:
     lengths = np.asarray(count_tokens(texts))
     return {f"p{p}": float(np.percentile(lengths, p)) for p in percentiles} | {
         "mean": float(lengths.mean())
@@ -108,7 +110,7 @@ def prepare_data(
     prepare: PrepareConfig,
     count_tokens: TokenCounter,
 ) -> dict[str, Any]:
-    """Read, validate and split the raw files; write parquet splits and quarantine; return the report.
+    """Read, validate and split the raw files; write splits and quarantine; return the report.
 
     The output folder is replaced only once everything succeeded, so a failure leaves the
     previous outputs as they were.

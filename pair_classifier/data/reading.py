@@ -62,7 +62,9 @@ def _undecodable(value: str) -> bool:
 
 def _shown(value: str) -> str:
     """A raw value made safe to write as UTF-8 (undecodable bytes shown as \\xNN)."""
-    return value.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+    return value.encode("utf-8", errors="surrogateescape").decode(
+        "utf-8", errors="backslashreplace"
+    )
 
 
 def _check_columns(path: Path, found: list[str], config: DataConfig) -> None:

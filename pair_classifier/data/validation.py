@@ -38,16 +38,28 @@ def _raw(pair: RawPair) -> str:
     return f"{pair.text_a}\t{pair.text_b}\t{pair.raw_label}"
 
 
-def check_rows(file: str, pairs: list[RawPair], config: DataConfig) -> tuple[SplitRows, list[Problem]]:
+def check_rows(
+    file: str, pairs: list[RawPair], config: DataConfig
+) -> tuple[SplitRows, list[Problem]]:
     """Empty texts, unknown labels, duplicates and conflicting labels within one file."""
     accepted: list[RawPair] = []
     problems: list[Problem] = []
     seen: dict[tuple[str, str], RawPair] = {}
     for pair in pairs:
-        empty = [name for name, text in (("text_a", pair.text_a), ("text_b", pair.text_b)) if not text.strip()]
+        empty = [
+            name
+            for name, text in (("text_a", pair.text_a), ("text_b", pair.text_b))
+            if not text.strip()
+        ]
         if empty:
             problems.append(
-                Problem(file, pair.line, "empty_text", f"{' and '.join(empty)} empty or whitespace only", _raw(pair))
+                Problem(
+                    file,
+                    pair.line,
+                    "empty_text",
+                    f"{' and '.join(empty)} empty or whitespace only",
+                    _raw(pair),
+                )
             )
             continue
         if pair.raw_label not in config.labels:
@@ -66,7 +78,9 @@ def check_rows(file: str, pairs: list[RawPair], config: DataConfig) -> tuple[Spl
         if first is not None:
             same = config.labels[first.raw_label] == config.labels[pair.raw_label]
             reason = "duplicate" if same else "conflicting_label"
-            detail = f"same pair as line {first.line}" + ("" if same else f" with label {first.raw_label!r}")
+            detail = f"same pair as line {first.line}" + (
+                "" if same else f" with label {first.raw_label!r}"
+            )
             problems.append(Problem(file, pair.line, reason, detail, _raw(pair)))
             continue
         seen[key] = pair

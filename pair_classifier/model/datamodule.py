@@ -81,7 +81,9 @@ class PairDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = PairDataset(load_split(self.prepared_dir, "train"), self.swap_augmentation)
+            self.train_set = PairDataset(
+                load_split(self.prepared_dir, "train"), self.swap_augmentation
+            )
             self.val_set = PairDataset(load_split(self.prepared_dir, "val"))
 
     def train_dataloader(self) -> DataLoader:

@@ -27,15 +27,22 @@ class BiEncoderModule(L.LightningModule):
         self.model = model
         self.train_config = train
         # Recorded in checkpoints; the tracking run already holds the params (logger=False).
-        self.save_hyperparameters({"train": asdict(train), "spec": asdict(model.spec)}, logger=False)
+        self.save_hyperparameters(
+            {"train": asdict(train), "spec": asdict(model.spec)}, logger=False
+        )
         classes = len(model.spec.class_names)
         self.positive_index = model.spec.class_names.index(model.spec.positive_label)
         self.val_accuracy = MulticlassAccuracy(num_classes=classes, average="micro")
-        self.val_f1 = MulticlassF1Score(num_classes=classes, average=None if classes == 2 else "macro")
+        self.val_f1 = MulticlassF1Score(
+            num_classes=classes, average=None if classes == 2 else "macro"
+        )
 
     def _losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits, u, v = self.model(
-            batch["input_ids_a"], batch["attention_mask_a"], batch["input_ids_b"], batch["attention_mask_b"]
+            batch["input_ids_a"],
+            batch["attention_mask_a"],
+            batch["input_ids_b"],
+            batch["attention_mask_b"],
         )
         loss = F.cross_entropy(logits.float(), batch["labels"])
         weight = self.train_config.cosine_loss_weight
@@ -72,10 +79,25 @@ class BiEncoderModule(L.LightningModule):
         for part, lr in ((self.model.encoder, config.lr), (self.model.head, config.head_lr)):
             named = list(part.named_parameters())
             groups.append(
-                {"params": [p for n, p in named if not n.endswith(no_decay)], "lr": lr, "weight_decay": config.weight_decay}
+                {
+                    "params": [p for n, p in named if not n.endswith(no_decay)],
+                    "lr": lr,
+                    "weight_decay": config.weight_decay,
+                }
             )
-            groups.append({"params": [p for n, p in named if n.endswith(no_decay)], "lr": lr, "weight_decay": 0.0})
+            groups.append(
+                {
+                    "params": [p for n, p in named if n.endswith(no_decay)],
+                    "lr": lr,
+                    "weight_decay": 0.0,
+                }
+            )
         optimizer = torch.optim.AdamW(groups)
         total = self.trainer.estimated_stepping_batches
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_fraction * total), total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(config.warmup_fraction * total), total
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
