@@ -1,18 +1,24 @@
 """The user's commands: `pair-classifier download-data`, `pair-classifier predict`."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
 from pair_classifier.config import DataConfig, read_params, section
 from pair_classifier.constants import PARAMS_FILE, TEXT_A, TEXT_B
+from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
 
 app = typer.Typer(
     help="pair-classifier: text-pair classification pipeline tools.", no_args_is_help=True
 )
 
 DEFAULT_BATCH_SIZE = 64
+
+
+def _fail(error: Exception) -> NoReturn:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(USER_ERROR_EXIT_CODE)
 
 
 @app.command("download-data")
@@ -28,8 +34,11 @@ def download_data_command(
     """Put the raw data set named in params.yaml into data/ (DVC remote, shared drive or web)."""
     from pair_classifier.data.download import download_data
 
-    config = section(read_params(params_file), "data", DataConfig)
-    origin = download_data(config, source_dir)
+    try:
+        config = section(read_params(params_file), "data", DataConfig)
+        origin = download_data(config, source_dir)
+    except PairClassifierError as error:
+        _fail(error)
     typer.echo(f"{config.dir}: data from {origin}")
 
 
@@ -49,7 +58,10 @@ def predict(
     """Write each pair's predicted label and class probabilities."""
     from pair_classifier.inference import predict_file
 
-    predictions = predict_file(model_dir, input_path, output_path, batch_size, text_a, text_b)
+    try:
+        predictions = predict_file(model_dir, input_path, output_path, batch_size, text_a, text_b)
+    except (PairClassifierError, FileNotFoundError) as error:
+        _fail(error)
     typer.echo(f"{output_path}: {len(predictions)} pairs scored")
 
 

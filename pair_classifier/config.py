@@ -16,11 +16,12 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from pair_classifier.constants import PARAMS_FILE
+from pair_classifier.errors import PairClassifierError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(PairClassifierError, ValueError):
     """A params section does not match what the code expects."""
 
 

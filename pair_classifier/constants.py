@@ -4,6 +4,8 @@ from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
 DATA_DVC_FILE = Path("data.dvc")
+DVC_YAML_FILE = Path("dvc.yaml")
+DVC_LOCK_FILE = Path("dvc.lock")
 
 PREPARED_DIR = Path("artifacts/prepared")
 TEACHER_DIR = Path("artifacts/teacher")

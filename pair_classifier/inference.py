@@ -18,6 +18,7 @@ import pandas as pd
 
 from pair_classifier.classifier import FittedClassifier, pair_feature_matrix
 from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_SUBDIR, TEXT_A, TEXT_B
+from pair_classifier.errors import PairClassifierError
 from pair_classifier.model.bi_encoder import BiEncoder
 
 PREDICTED_LABEL = "predicted_label"
@@ -26,7 +27,7 @@ SEPARATORS = {".csv": ",", ".tsv": "\t"}
 SUPPORTED_SUFFIXES = (*SEPARATORS, ".jsonl")
 
 
-class InputError(ValueError):
+class InputError(PairClassifierError, ValueError):
     """An input file for inference is unusable; the message names file, line and field."""
 
 

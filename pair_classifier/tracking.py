@@ -23,7 +23,15 @@ import mlflow
 import yaml
 
 from pair_classifier.config import TrackingConfig
-from pair_classifier.constants import DATA_DVC_FILE, ENV_DVC_EXP_NAME, ENV_TRACKING_URI, PARAMS_FILE
+from pair_classifier.constants import (
+    DATA_DVC_FILE,
+    DVC_LOCK_FILE,
+    DVC_YAML_FILE,
+    ENV_DVC_EXP_NAME,
+    ENV_TRACKING_URI,
+    PARAMS_FILE,
+)
+from pair_classifier.errors import PairClassifierError
 
 PIPELINE_KEY_TAG = "pair_classifier.pipeline_key"
 RUN_KIND_TAG = "pair_classifier.run_kind"
@@ -31,7 +39,7 @@ HTTP_SCHEMES = ("http://", "https://")
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(PairClassifierError, RuntimeError):
     """The configured tracking server cannot be reached."""
 
 
@@ -83,10 +91,24 @@ def data_version(dvc_file: Path = DATA_DVC_FILE) -> str:
     return str(outs[0].get("md5", "untracked"))
 
 
+def pipeline_outputs(dvc_yaml: Path = DVC_YAML_FILE) -> list[str]:
+    """Paths the pipeline itself writes (outs, metrics, plots of every stage, and dvc.lock)."""
+    stages = (yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {})
+    paths = [DVC_LOCK_FILE.name]
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                paths.append(next(iter(entry)) if isinstance(entry, dict) else str(entry))
+    return paths
+
+
 def current_lineage(params_file: Path = PARAMS_FILE) -> Lineage:
+    """Commit, uncommitted changes to anything but the pipeline's own outputs, data, params."""
     commit = (_git("rev-parse", "HEAD") or "unknown").strip() or "unknown"
-    status = _git("status", "--porcelain", "--untracked-files=no") or ""
-    diff = (_git("diff", "HEAD") or "") if status else ""
+    outputs = pipeline_outputs() if DVC_YAML_FILE.is_file() else []
+    sources = ["--", ".", *(f":(exclude){path}" for path in outputs)]
+    status = _git("status", "--porcelain", "--untracked-files=no", *sources) or ""
+    diff = (_git("diff", "HEAD", *sources) or "") if status else ""
     params = params_file.read_bytes() if params_file.is_file() else b""
     return Lineage(
         git_commit=commit,

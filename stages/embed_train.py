@@ -17,6 +17,7 @@ from pair_classifier.constants import (
     TRAIN_METRICS,
     TRAIN_PLOTS_DIR,
 )
+from pair_classifier.errors import exit_on_user_error
 from pair_classifier.evaluation import save_loss_png
 from pair_classifier.io_utils import replace_dir_atomically, write_json
 from pair_classifier.tracking import (
@@ -64,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

@@ -9,6 +9,7 @@ from pair_classifier.constants import (
     TEACHER_DIR,
 )
 from pair_classifier.data.preparation import load_split
+from pair_classifier.errors import exit_on_user_error
 from pair_classifier.evaluation import write_evaluation
 from pair_classifier.inference import PairPredictor
 from pair_classifier.io_utils import write_json
@@ -36,4 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

@@ -16,6 +16,7 @@ from pair_classifier.constants import (
     TEACHER_DIR,
 )
 from pair_classifier.data.preparation import load_split
+from pair_classifier.errors import exit_on_user_error
 from pair_classifier.io_utils import replace_dir_atomically, write_json
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
@@ -46,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

@@ -12,6 +12,7 @@ from pair_classifier.config import (
 )
 from pair_classifier.constants import DATA_METRICS, PREPARED_DIR, QUARANTINE_FILE
 from pair_classifier.data.preparation import prepare_data
+from pair_classifier.errors import exit_on_user_error
 from pair_classifier.io_utils import write_json
 from pair_classifier.model.encoder import load_tokenizer, token_counter
 from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
@@ -30,4 +31,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main)

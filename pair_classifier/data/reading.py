@@ -17,12 +17,13 @@ from typing import Any
 import pandas as pd
 
 from pair_classifier.config import DataConfig
+from pair_classifier.errors import PairClassifierError
 
 # Lone surrogates are what `errors="surrogateescape"` turns undecodable bytes into.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
-class DataError(ValueError):
+class DataError(PairClassifierError, ValueError):
     """A data file cannot be used at all (missing, unreadable layout, missing columns)."""
 
 

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 from pair_classifier.config import DataConfig
 from pair_classifier.data.reading import Problem, RawPair
+from pair_classifier.errors import PairClassifierError
 
 # When the same pair sits in two splits, it stays in the split that scores the model.
 SPLIT_PRIORITY = ("test", "val", "train")
 
 
-class DataValidationError(ValueError):
+class DataValidationError(PairClassifierError, ValueError):
     """Rows break the data contract and the policy is to fail."""
 
 

@@ -1,0 +1,48 @@
+"""The SVM on pair features: C selection on validation, calibrated probabilities, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pair_classifier.classifier import FittedClassifier, fit_classifier, predict
+from pair_classifier.config import ClassifierConfig
+
+CLASSES = ["not_paraphrase", "paraphrase"]
+
+
+def _blobs(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(count) < 0.65).astype(int)
+    features = rng.normal(size=(count, 16)) + labels[:, None] * 1.5
+    return features, labels
+
+
+def _fit(kind: str = "linear") -> FittedClassifier:
+    config = ClassifierConfig(kind=kind, c_grid=[0.001, 1.0])
+    (x, y), (vx, vy) = _blobs(200, 0), _blobs(80, 1)
+    return fit_classifier(x, y, vx, vy, config, CLASSES, "paraphrase", seed=0)
+
+
+def test_selects_c_on_validation_and_separates_classes() -> None:
+    classifier = _fit()
+    assert classifier.report["selected_c"] in (0.001, 1.0)
+    assert set(classifier.report["grid"]) == {"0.001", "1.0"}
+    assert classifier.report["val"]["accuracy"] > 0.9
+    labels, probabilities = predict(classifier, _blobs(50, 2)[0])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    assert np.array_equal(labels, probabilities.argmax(axis=1))
+
+
+def test_rbf_option() -> None:
+    assert _fit("rbf").report["kind"] == "rbf"
+
+
+def test_save_and_load(tmp_path: Path) -> None:
+    classifier = _fit()
+    classifier.save(tmp_path)
+    loaded = FittedClassifier.load(tmp_path)
+    x = _blobs(20, 3)[0]
+    np.testing.assert_array_equal(loaded.predict_proba(x), classifier.predict_proba(x))
+    assert loaded.class_names == CLASSES and loaded.report == classifier.report

@@ -1,0 +1,204 @@
+"""Parsing and validating raw pair files: every bad-input class, both policies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import synthetic_pairs, word_count, write_mrpc_dataset, write_mrpc_file
+
+from pair_classifier.config import DataColumns, DataConfig, DataFiles, PrepareConfig
+from pair_classifier.constants import QUARANTINE_FILE
+from pair_classifier.data.preparation import load_split, prepare_data
+from pair_classifier.data.reading import DataError, read_pairs
+from pair_classifier.data.validation import DataValidationError
+
+SIZES = {"train": 30, "val": 9, "test": 12}
+
+
+def _prepare(raw: Path, out: Path, config: DataConfig, policy: str = "quarantine") -> dict:
+    return prepare_data(raw, out, config, PrepareConfig(on_invalid=policy), word_count)
+
+
+def _quarantine(out: Path) -> list[dict]:
+    lines = (out / QUARANTINE_FILE).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_reads_mrpc_format_with_bom_crlf_and_quotes(
+    tmp_path: Path, mrpc_config: DataConfig
+) -> None:
+    path = write_mrpc_file(tmp_path / "f.tsv", synthetic_pairs(5, seed=0))
+    result = read_pairs(path, mrpc_config)
+    assert result.problems == []
+    assert [p.line for p in result.pairs] == [2, 3, 4, 5, 6]
+    assert result.pairs[0].text_a.endswith('"sources" said .')  # quotes kept as text
+    assert result.pairs[0].raw_label == "0"
+
+
+def test_clean_data_gives_three_splits_and_report(tmp_path: Path, mrpc_config: DataConfig) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    report = _prepare(raw, tmp_path / "out", mrpc_config)
+    for split, size in SIZES.items():
+        frame = load_split(tmp_path / "out", split)
+        assert len(frame) == size
+        assert report["splits"][split]["pairs"] == size
+        assert set(frame["label"]) <= {0, 1}
+    assert report["invalid_rows"] == {"total": 0, "by_reason": {}}
+    fractions = report["splits"]["train"]["label_fraction"]
+    assert fractions["paraphrase"] == pytest.approx(20 / 30, abs=1e-3)
+    assert report["splits"]["train"]["tokens_per_text"]["p100"] >= 10
+
+
+BAD_ROWS = {
+    "malformed_row": "1\t1\t2\tonly four fields",
+    "empty_text": "1\t3\t4\tA real sentence .\t   ",
+    "unknown_label": "2\t5\t6\tA sentence here .\tAnother sentence there .",
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_ROWS))
+def test_bad_row_is_quarantined_with_file_line_and_reason(
+    tmp_path: Path, mrpc_config: DataConfig, reason: str
+) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    write_mrpc_file(raw / "msr-para-train.tsv", synthetic_pairs(30, seed=1), [BAD_ROWS[reason]])
+    report = _prepare(raw, tmp_path / "out", mrpc_config)
+    assert report["invalid_rows"]["by_reason"] == {reason: 1}
+    (record,) = _quarantine(tmp_path / "out")
+    assert record["reason"] == reason
+    assert record["line"] == 32  # header + 30 rows + this one
+    assert record["file"].endswith("msr-para-train.tsv")
+    assert len(load_split(tmp_path / "out", "train")) == 30
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_ROWS))
+def test_bad_row_fails_naming_file_line_and_reason(
+    tmp_path: Path, mrpc_config: DataConfig, reason: str
+) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    write_mrpc_file(raw / "msr-para-train.tsv", synthetic_pairs(30, seed=1), [BAD_ROWS[reason]])
+    with pytest.raises(DataValidationError, match=rf"msr-para-train\.tsv:32: {reason}"):
+        _prepare(raw, tmp_path / "out", mrpc_config, policy="fail")
+
+
+def test_undecodable_bytes_are_named(tmp_path: Path, mrpc_config: DataConfig) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    path = raw / "msr-para-test.tsv"
+    path.write_bytes(path.read_bytes() + b"1\t7\t8\tbad \xff\xfe bytes\tfine text .\r\n")
+    with pytest.raises(DataValidationError, match=r"msr-para-test\.tsv:14: undecodable_bytes"):
+        _prepare(raw, tmp_path / "out", mrpc_config, policy="fail")
+    _prepare(raw, tmp_path / "out", mrpc_config)
+    (record,) = _quarantine(tmp_path / "out")
+    assert "\\xff" in record["raw"]  # shown, not lost, and the quarantine file stays UTF-8
+
+
+def test_duplicates_within_and_across_splits(tmp_path: Path, mrpc_config: DataConfig) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    train = synthetic_pairs(30, seed=1)
+    test_row = synthetic_pairs(SIZES["train"] + SIZES["val"] + 1, seed=1)[-1]
+    label, a, b = train[4]
+    extra = [
+        f"{label}\t1\t2\t{a}\t{b}",  # exact duplicate of line 6
+        f"{1 - label}\t1\t2\t{a}\t{b}",  # same pair, other label
+        f"{test_row[0]}\t1\t2\t{test_row[2]}\t{test_row[1]}",  # a test pair, swapped (symmetric)
+    ]
+    write_mrpc_file(raw / "msr-para-train.tsv", train, extra)
+    report = _prepare(raw, tmp_path / "out", mrpc_config)
+    assert report["invalid_rows"]["by_reason"] == {
+        "conflicting_label": 1,
+        "cross_split_duplicate": 1,
+        "duplicate": 1,
+    }
+    details = {r["reason"]: r["detail"] for r in _quarantine(tmp_path / "out")}
+    assert details["duplicate"] == "same pair as line 6"
+    assert details["cross_split_duplicate"].startswith("same pair as test line")
+    assert len(load_split(tmp_path / "out", "test")) == SIZES["test"]  # test keeps its pair
+
+
+def test_missing_column_is_a_file_level_error(tmp_path: Path, mrpc_config: DataConfig) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    path = raw / "msr-para-val.tsv"
+    path.write_text(path.read_text(encoding="utf-8-sig").replace("#2 String", "Second"), "utf-8")
+    with pytest.raises(DataError, match=r"msr-para-val\.tsv: missing column\(s\) \['#2 String'\]"):
+        _prepare(raw, tmp_path / "out", mrpc_config)
+
+
+def test_failure_keeps_previous_outputs(tmp_path: Path, mrpc_config: DataConfig) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    out = tmp_path / "out"
+    _prepare(raw, out, mrpc_config)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_mrpc_file(
+        raw / "msr-para-train.tsv", synthetic_pairs(30, seed=1), [BAD_ROWS["empty_text"]]
+    )
+    with pytest.raises(DataValidationError):
+        _prepare(raw, out, mrpc_config, policy="fail")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # no staging left
+
+
+def _csv_config(**changes: object) -> DataConfig:
+    config = DataConfig(
+        name="csv",
+        dir="data/csv",
+        format="csv",
+        files=DataFiles(train="train.csv", test="test.csv", val=None),
+        columns=DataColumns(text_a="premise", text_b="hypothesis", label="label"),
+        labels={"contradiction": "contradiction", "neutral": "neutral", "entailment": "entailment"},
+        positive_label="entailment",
+        quoting="minimal",
+    )
+    return dataclasses.replace(config, **changes)
+
+
+def _three_class_frame(count: int) -> pd.DataFrame:
+    labels = ["contradiction", "neutral", "entailment"]
+    return pd.DataFrame(
+        {
+            "premise": [f'A man, "quoted", plays {i} .' for i in range(count)],
+            "hypothesis": [f"Someone plays {i}, outside ." for i in range(count)],
+            "label": [labels[i % 3] for i in range(count)],
+        }
+    )
+
+
+def test_csv_three_classes_gets_a_stratified_validation_split(tmp_path: Path) -> None:
+    _three_class_frame(60).to_csv(tmp_path / "train.csv", index=False)
+    _three_class_frame(12).assign(premise=lambda f: f.premise + " test").to_csv(
+        tmp_path / "test.csv", index=False
+    )
+    report = prepare_data(
+        tmp_path, tmp_path / "out", _csv_config(), PrepareConfig(val_fraction=0.2), word_count
+    )
+    val = load_split(tmp_path / "out", "val")
+    assert len(val) == 12 and report["splits"]["train"]["pairs"] == 48
+    assert val["label_name"].value_counts().to_dict() == {
+        "contradiction": 4,
+        "neutral": 4,
+        "entailment": 4,
+    }
+    assert load_split(tmp_path / "out", "train")["text_a"].iloc[0] == 'A man, "quoted", plays 0 .'
+
+
+def test_jsonl_and_parquet_sources(tmp_path: Path) -> None:
+    frame = _three_class_frame(30)
+    with (tmp_path / "train.jsonl").open("w", encoding="utf-8") as handle:
+        for record in frame.to_dict(orient="records"):
+            handle.write(json.dumps(record) + "\n")
+        handle.write("{not json\n")
+    frame.assign(premise=lambda f: f.premise + " test").to_parquet(tmp_path / "test.parquet")
+    jsonl = _csv_config(format="jsonl", files=DataFiles(train="train.jsonl", test="test.jsonl"))
+    result = read_pairs(tmp_path / "train.jsonl", jsonl)
+    assert len(result.pairs) == 30
+    assert [(p.line, p.reason) for p in result.problems] == [(31, "malformed_row")]
+    parquet = _csv_config(format="parquet")
+    assert len(read_pairs(tmp_path / "test.parquet", parquet).pairs) == 30
+
+
+def test_missing_file_names_the_config_key(tmp_path: Path, mrpc_config: DataConfig) -> None:
+    with pytest.raises(DataError, match=r"msr-para-train\.tsv: file not found \(data\.files"):
+        _prepare(tmp_path, tmp_path / "out", mrpc_config)

@@ -1,0 +1,68 @@
+"""Pooling, pair features, the bi-encoder and its Lightning training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pair_classifier.config import DataConfig, ModelConfig
+from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.model.features import pair_features, pair_features_numpy
+from pair_classifier.model.pooling import mean_pooling
+from pair_classifier.training import build_bi_encoder
+
+
+def test_mean_pooling_ignores_padding() -> None:
+    tokens = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.equal(mean_pooling(tokens, mask), torch.tensor([[2.0, 3.0]]))
+
+
+def test_pair_features_layout_and_numpy_twin() -> None:
+    u = torch.tensor([[1.0, -2.0]])
+    v = torch.tensor([[3.0, 5.0]])
+    expected = torch.tensor([[1.0, -2.0, 3.0, 5.0, 2.0, 7.0, 3.0, -10.0]])
+    assert torch.equal(pair_features(u, v), expected)
+    assert np.array_equal(pair_features_numpy(u.numpy(), v.numpy()), expected.numpy())
+
+
+@pytest.fixture
+def bi_encoder(tiny_model_config: ModelConfig, mrpc_config: DataConfig) -> BiEncoder:
+    torch.manual_seed(0)
+    return build_bi_encoder(tiny_model_config, mrpc_config).eval()
+
+
+def test_bi_encoder_shapes(bi_encoder: BiEncoder) -> None:
+    a = bi_encoder.tokenize(["the court said", "police denied the claims today"])
+    b = bi_encoder.tokenize(["shares", "the report"])
+    logits, u, v = bi_encoder(
+        a["input_ids"], a["attention_mask"], b["input_ids"], b["attention_mask"]
+    )
+    assert logits.shape == (2, 2)
+    assert u.shape == v.shape == (2, bi_encoder.embedding_dim)
+    assert a["input_ids"].shape[1] == 7  # padded to this batch's longest text, not max_length
+
+
+def test_encode_is_independent_of_batch_and_order(bi_encoder: BiEncoder) -> None:
+    texts = ["the court said", "police denied the claims on day 3 today", "shares"]
+    together = bi_encoder.encode(texts, batch_size=3)
+    alone = np.stack([bi_encoder.encode([text], batch_size=1)[0] for text in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_save_and_load_round_trip(bi_encoder: BiEncoder, tmp_path: Path) -> None:
+    bi_encoder.save(tmp_path / "model")
+    loaded = BiEncoder.load(tmp_path / "model")
+    texts = ["the senator confirmed the deal", "officials rejected a delay"]
+    np.testing.assert_allclose(loaded.encode(texts, 2), bi_encoder.encode(texts, 2), atol=1e-6)
+    features = torch.randn(1, 4 * bi_encoder.embedding_dim)
+    assert torch.allclose(loaded.head(features), bi_encoder.head(features))
+    assert loaded.spec == bi_encoder.spec
+
+
+def test_load_rejects_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a saved bi-encoder"):
+        BiEncoder.load(tmp_path)

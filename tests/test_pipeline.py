@@ -1,0 +1,247 @@
+"""End to end: the real dvc.yaml, run by the real `dvc`, on a tiny data slice and a tiny BERT.
+
+One project copy is built per module: `dvc repro` once, then the tests look at what it made and
+change one thing at a time, in file order (the resume test goes last: it reshapes training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, write_mrpc_dataset
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from pair_classifier.tracking import PIPELINE_KEY_TAG
+
+STAGES = ("prepare", "embed-train", "fit-classifier", "evaluate")
+SLICE = {"train": 120, "val": 40, "test": 60}
+TINY_TRAIN = {
+    "epochs": 2,
+    "batch_size": 16,
+    "lr": 1.0e-4,
+    "checkpoint_every_n_steps": 5,
+    "num_threads": 1,
+    "early_stopping_patience": 100,
+    "log_every_n_steps": 2,
+}
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
+KILL_TIMEOUT_S = 300
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ) | GIT_IDENTITY | {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def run(project: Path, *command: str) -> str:
+    result = subprocess.run(
+        command, cwd=project, env=_environment(), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def stages_run(output: str) -> list[str]:
+    return [stage for stage in STAGES if f"Running stage '{stage}'" in output]
+
+
+def _copy_working_tree(target: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        source = REPO_ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def _use_tiny_configs(project: Path, tiny_bert_dir: Path) -> None:
+    """Tiny model and training as config groups, so `dvc exp run` composes them too."""
+    (project / "configs/model/tiny.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "tiny", "pretrained": str(tiny_bert_dir), "hf_cache": None, "max_length": 32}
+        )
+    )
+    train = yaml.safe_load((project / "configs/train/default.yaml").read_text()) | TINY_TRAIN
+    (project / "configs/train/tiny.yaml").write_text(yaml.safe_dump(train))
+    root = project / "configs/config.yaml"
+    text = root.read_text().replace("model: minilm_l6", "model: tiny")
+    root.write_text(text.replace("train: default", "train: tiny"))
+    with initialize_config_dir(config_dir=str(project / "configs"), version_base=None):
+        OmegaConf.save(compose(config_name="config"), project / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    _copy_working_tree(root)
+    for generated in ("dvc.lock", "data.dvc"):
+        (root / generated).unlink(missing_ok=True)
+    write_mrpc_dataset(root / "data/mrpc", SLICE)
+    _use_tiny_configs(root, tiny_bert_dir)
+    run(root, "git", "init", "-q", "-b", "main")
+    run(root, "dvc", "add", "-q", "data")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "tiny project")
+    output = run(root, "dvc", "repro")
+    assert stages_run(output) == list(STAGES)
+    return root
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_repro_writes_metrics_plots_and_model(project: Path) -> None:
+    evaluation = _json(project / "metrics/evaluate.json")
+    assert evaluation["pairs"] == SLICE["test"]
+    for key in ("accuracy", "f1", "precision", "recall", "roc_auc"):
+        assert 0.0 <= evaluation[key] <= 1.0
+    assert sum(evaluation["confusion_matrix"]["paraphrase"].values()) == 40
+    assert _json(project / "metrics/data.json")["splits"]["train"]["pairs"] == SLICE["train"]
+    train = _json(project / "metrics/train.json")
+    assert train["global_step"] == TINY_TRAIN["epochs"] * math.ceil(2 * SLICE["train"] / 16)
+    assert train["precision"] == "bf16-mixed"
+    for png in ("evaluate/confusion_matrix.png", "evaluate/roc.png", "train/loss.png"):
+        assert (project / "plots" / png).stat().st_size > 1000
+    for part in ("bi_encoder/encoder/config.json", "bi_encoder/head.pt", "classifier/svm.joblib"):
+        assert (project / "artifacts/teacher" / part).is_file()
+    metrics = json.loads(run(project, "dvc", "metrics", "show", "--json"))
+    assert "metrics/evaluate.json" in json.dumps(metrics)
+    plots = json.loads(run(project, "dvc", "plots", "show", "--json"))["data"]
+    assert {"Loss", "ROC", "Precision-recall", "Confusion matrix"} <= set(plots)
+    assert '"fpr"' in json.dumps(plots["ROC"]) and '"step"' in json.dumps(plots["Loss"])
+
+
+def test_predict_command_scores_the_example_file(project: Path) -> None:
+    output = project / "predictions.csv"
+    run(
+        project,
+        "pair-classifier",
+        "predict",
+        "artifacts/teacher",
+        "examples/pairs.jsonl",
+        str(output),
+    )
+    lines = output.read_text(encoding="utf-8").splitlines()
+    assert (
+        lines[0]
+        == "text_a,text_b,predicted_label,probability_not_paraphrase,probability_paraphrase"
+    )
+    assert len(lines) == 5
+
+
+def test_second_repro_runs_nothing(project: Path) -> None:
+    output = run(project, "dvc", "repro")
+    assert stages_run(output) == []
+
+
+def test_mlflow_run_holds_params_metrics_lineage_and_artifacts(project: Path) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("pair-classifier")
+    runs = client.search_runs([experiment.experiment_id])
+    (pipeline,) = [r for r in runs if PIPELINE_KEY_TAG in r.data.tags]
+    head = run(project, "git", "rev-parse", "HEAD").strip()
+    data_md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
+    assert pipeline.data.tags["git.commit"] == head
+    assert pipeline.data.tags["git.dirty"] == "false"
+    assert pipeline.data.tags["data.md5"] == data_md5
+    assert pipeline.data.params["train.lr"] == str(TINY_TRAIN["lr"])
+    assert pipeline.data.params["model.pretrained"].endswith("tiny-bert0")
+    children = {
+        r.data.tags["stage"]: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id
+    }
+    assert set(children) == set(STAGES)
+    training = children["embed-train"]
+    assert len(client.get_metric_history(training.info.run_id, "train_loss_step")) > 5
+    assert "val_acc" in training.data.metrics
+    assert any(name.startswith("system/cpu") for name in training.data.metrics)
+    assert 0 <= children["evaluate"].data.metrics["test.accuracy"] <= 1
+    artifacts = {a.path for a in client.list_artifacts(training.info.run_id)}
+    assert {"checkpoints", "model"} <= artifacts
+    checkpoints = [a.path for a in client.list_artifacts(training.info.run_id, "checkpoints")]
+    assert checkpoints == ["checkpoints/best.ckpt"]
+
+
+def test_changing_an_evaluate_param_reruns_only_evaluate(project: Path) -> None:
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["evaluate"]["batch_size"] = 8
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stages_run(run(project, "dvc", "repro")) == ["evaluate"]
+
+
+def test_dvc_exp_run_with_a_set_param(project: Path) -> None:
+    output = run(project, "dvc", "exp", "run", "-S", "train.lr=0.0003", "-S", "classifier=rbf_svm")
+    assert stages_run(output) == ["embed-train", "fit-classifier", "evaluate"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["train"]["lr"] == 0.0003 and params["classifier"]["kind"] == "rbf"
+    assert params["evaluate"]["batch_size"] == 64  # recomposed from configs, not the edited file
+    assert _json(project / "metrics/classifier.json")["kind"] == "rbf"
+    shown = json.loads(run(project, "dvc", "exp", "show", "--json"))
+    assert "0.0003" in json.dumps(shown)
+
+
+def _wait_for_new_checkpoint(path: Path, process: subprocess.Popen, after: float) -> None:
+    """Until this training (not an earlier one) has written ``path``."""
+    deadline = time.monotonic() + KILL_TIMEOUT_S
+    while not (path.exists() and path.stat().st_mtime > after):
+        assert process.poll() is None, "training ended before writing a checkpoint"
+        assert time.monotonic() < deadline, f"no new {path} after {KILL_TIMEOUT_S} s"
+        time.sleep(0.1)
+
+
+def test_killed_training_resumes_from_the_last_checkpoint(project: Path) -> None:
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["train"] |= {"epochs": 4, "batch_size": 4, "lr": 5.0e-5}  # a longer training
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    last = project / "checkpoints/embed-train/last.ckpt"
+    started = time.time()
+    process = subprocess.Popen(
+        ["dvc", "repro", "embed-train"],
+        cwd=project,
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_new_checkpoint(last, process, started)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    state = _json(project / "checkpoints/embed-train/state.json")
+    assert state["completed"] is False
+    output = run(project, "dvc", "repro", "embed-train")
+    assert "Restoring states from the checkpoint" in output
+    train = _json(project / "metrics/train.json")
+    assert train["resumed_from_step"] >= TINY_TRAIN["checkpoint_every_n_steps"]
+    assert train["epochs"] == 4
+    assert _json(project / "checkpoints/embed-train/state.json")["completed"] is True
