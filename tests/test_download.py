@@ -1,0 +1,49 @@
+"""Getting the raw data: shared drive copy, public source layout, clear error when neither."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from conftest import synthetic_pairs, write_mrpc_dataset, write_mrpc_file
+
+from pair_classifier.config import DataConfig
+from pair_classifier.data import download
+from pair_classifier.data.download import PublicSource, download_data
+from pair_classifier.data.reading import DataError
+
+
+def test_copies_from_the_shared_drive(in_tmp_dir: Path, mrpc_config: DataConfig) -> None:
+    shared = write_mrpc_dataset(in_tmp_dir / "shared", {"train": 6, "val": 3, "test": 3})
+    assert download_data(mrpc_config, shared) == f"shared drive {shared}"
+    copied = in_tmp_dir / mrpc_config.dir / "msr-para-test.tsv"
+    assert copied.read_bytes() == (shared / "msr-para-test.tsv").read_bytes()
+    assert download_data(mrpc_config, shared) == "present"
+
+
+def test_public_source_is_laid_out_like_the_shared_drive(
+    in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = in_tmp_dir / "published"
+    write_mrpc_file(published / "train.txt", synthetic_pairs(12, seed=0))
+    write_mrpc_file(published / "test.txt", synthetic_pairs(5, seed=9))
+    source = PublicSource(
+        base_url=published.as_uri() + "/",
+        files={"msr-para-train.tsv": "train.txt", "msr-para-test.tsv": "test.txt"},
+        tail_split=("msr-para-train.tsv", "msr-para-val.tsv", 4),
+    )
+    monkeypatch.setitem(download.PUBLIC_SOURCES, "test_source", source)
+    config = dataclasses.replace(mrpc_config, shared_dir=None, public_source="test_source")
+    assert download_data(config) == "public source test_source"
+    target = in_tmp_dir / config.dir
+    train = (target / "msr-para-train.tsv").read_bytes().splitlines()
+    val = (target / "msr-para-val.tsv").read_bytes().splitlines()
+    assert len(train) == 1 + 8 and len(val) == 1 + 4
+    assert train[0] == val[0]  # both keep the header
+
+
+def test_no_source_is_a_clear_error(in_tmp_dir: Path, mrpc_config: DataConfig) -> None:
+    config = dataclasses.replace(mrpc_config, shared_dir="nowhere", public_source=None)
+    with pytest.raises(DataError, match=r"data/mrpc: no data\. Expected files"):
+        download_data(config)
