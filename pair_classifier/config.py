@@ -123,6 +123,26 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    keep_layers: list[int]
+    heads_per_layer: int = 0  # 0: keep all
+    ffn_channels_per_layer: int = 0  # 0: keep all
+    importance_batches: int = 16
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1.0e-4
+    head_lr: float = 1.0e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    temperature: float = 2.0
+    mse_weight: float = 1.0
+    kl_weight: float = 1.0
+    ce_weight: float = 0.5
+    monitor: str = "val_acc"
+    monitor_mode: Literal["min", "max"] = "max"
+
+
+@dataclass(frozen=True)
 class ClassifierConfig:
     kind: Literal["linear", "rbf"] = "linear"
     c_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
@@ -139,6 +159,53 @@ class EvaluateConfig:
     split: Literal["train", "val", "test"] = "test"
     batch_size: int = 64
     roc_points: int = 101
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 17
+    optimize_level: int = 2
+    parity_split: Literal["train", "val", "test"] = "val"
+    parity_batch_size: int = 32
+    max_abs_score_diff: float = 1.0e-4
+    min_prediction_agreement: float = 1.0
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    calibration_size: int = 512
+    calibration_batch_size: int = 32
+    calibration_method: Literal["minmax", "percentile", "entropy"] = "minmax"
+    per_channel: bool = True
+    activation_type: Literal["quint8", "qint8"] = "quint8"
+    weight_type: Literal["quint8", "qint8"] = "qint8"
+    max_accuracy_drop: float = 0.01
+    batch_invariance_tolerance: float = 1.0e-3
+    serving_variant: Literal["int8_static", "int8_dynamic"] = "int8_static"
+
+
+@dataclass(frozen=True)
+class TrtConfig:
+    precisions: list[str] = field(default_factory=lambda: ["fp16", "int8"])
+    min_batch: int = 1
+    opt_batch: int = 32
+    max_batch: int = 64
+    min_sequence: int = 1
+    opt_sequence: int = 32
+    max_sequence: int = 128
+    workspace_mib: int = 2048
+    max_abs_score_diff: float = 5.0e-2
+    min_prediction_agreement: float = 0.99
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    split: Literal["train", "val", "test"] = "test"
+    batch_size: int = 32
+    latency_pairs: int = 200
+    warmup_batches: int = 3
+    threads: int = 0
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ SOURCE_LINE = "source_line"
 
 ENCODER_SUBDIR = "encoder"
 HEAD_FILE = "head.pt"
+SAFETENSORS_FILE = "model.safetensors"
 BI_ENCODER_CONFIG = "bi_encoder.json"
 CLASSIFIER_FILE = "svm.joblib"
 CLASSIFIER_CONFIG = "classifier.json"
@@ -47,3 +48,16 @@ CLASSIFIER_METRICS = METRICS_DIR / "classifier.json"
 EVALUATE_METRICS = METRICS_DIR / "evaluate.json"
 TRAIN_PLOTS_DIR = PLOTS_DIR / "train"
 EVALUATE_PLOTS_DIR = PLOTS_DIR / "evaluate"
+
+STUDENT_DIR = Path("artifacts/student")
+DISTILL_CHECKPOINTS_DIR = Path("checkpoints/distill")
+DISTILL_METRICS = METRICS_DIR / "distill.json"
+ONNX_DIR = Path("artifacts/onnx")
+QUANTIZED_DIR = Path("artifacts/quantized")
+TRT_DIR = Path("artifacts/trt")
+ONNX_METRICS = METRICS_DIR / "onnx.json"
+QUANTIZE_METRICS = METRICS_DIR / "quantize.json"
+TRT_METRICS = METRICS_DIR / "trt.json"
+BENCHMARK_METRICS = METRICS_DIR / "benchmark.json"
+BENCHMARK_PLOTS_DIR = PLOTS_DIR / "benchmark"
+DVCLIVE_DISTILL_DIR = Path("dvclive/distill")

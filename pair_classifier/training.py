@@ -117,6 +117,61 @@ def build_bi_encoder(model: ModelConfig, data: DataConfig) -> BiEncoder:
     return BiEncoder(encoder, load_tokenizer(model), spec)
 
 
+def make_trainer(
+    train: TrainConfig,
+    epochs: int,
+    checkpoint_dir: Path,
+    monitor: str,
+    mode: str,
+    loggers: list[Logger],
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A Trainer with the project's hardware settings, checkpoints and early stopping.
+
+    ``best.ckpt`` keeps the weights of the best epoch by ``monitor``; ``last.ckpt`` the full
+    state every ``train.checkpoint_every_n_steps`` steps, for resuming.
+    """
+    accelerator, precision = resolve_accelerator(train)
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename=BEST_CHECKPOINT,
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=train.checkpoint_every_n_steps,
+    )
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        precision=precision,
+        gradient_clip_val=train.gradient_clip_val,
+        log_every_n_steps=train.log_every_n_steps,
+        logger=loggers,
+        callbacks=[
+            best,
+            last,
+            EarlyStopping(monitor=monitor, mode=mode, patience=train.early_stopping_patience),
+            LearningRateMonitor(logging_interval="step"),
+        ],
+        default_root_dir=checkpoint_dir,
+    )
+    return trainer, best
+
+
+def load_best_weights(module: L.LightningModule, best: ModelCheckpoint) -> None:
+    """Put the weights of the best checkpoint back into ``module``."""
+    state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
+    module.load_state_dict(state["state_dict"])
+
+
 def train_bi_encoder(
     prepared_dir: Path,
     run: TrainingRun,
@@ -130,7 +185,6 @@ def train_bi_encoder(
     L.seed_everything(seed, workers=True)
     if train.num_threads > 0:
         torch.set_num_threads(train.num_threads)
-    accelerator, precision = resolve_accelerator(train)
     bi_encoder = build_bi_encoder(model_config, data)
     module = BiEncoderModule(bi_encoder, train)
     datamodule = PairDataModule(
@@ -141,42 +195,8 @@ def train_bi_encoder(
         swap_augmentation=train.swap_augmentation and data.symmetric,
         num_workers=train.num_workers,
     )
-    best = ModelCheckpoint(
-        dirpath=run.checkpoint_dir,
-        filename=BEST_CHECKPOINT,
-        monitor=train.monitor,
-        mode=train.monitor_mode,
-        save_top_k=1,
-        save_weights_only=True,
-        enable_version_counter=False,
-    )
-    last = ModelCheckpoint(
-        dirpath=run.checkpoint_dir,
-        save_top_k=0,
-        save_last=True,
-        every_n_train_steps=train.checkpoint_every_n_steps,
-    )
-    trainer = L.Trainer(
-        max_epochs=train.epochs,
-        accelerator=accelerator,
-        devices=train.devices,
-        strategy=train.strategy,
-        precision=precision,
-        gradient_clip_val=train.gradient_clip_val,
-        log_every_n_steps=train.log_every_n_steps,
-        logger=loggers,
-        callbacks=[
-            best,
-            last,
-            EarlyStopping(
-                monitor=train.monitor,
-                mode=train.monitor_mode,
-                patience=train.early_stopping_patience,
-            ),
-            LearningRateMonitor(logging_interval="step"),
-        ],
-        deterministic=False,
-        default_root_dir=run.checkpoint_dir,
+    trainer, best = make_trainer(
+        train, train.epochs, run.checkpoint_dir, train.monitor, train.monitor_mode, loggers
     )
     started = time.perf_counter()
     resumed_from_step = 0
@@ -186,6 +206,7 @@ def train_bi_encoder(
         )
     trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from)
     seconds = time.perf_counter() - started
+    accelerator, precision = resolve_accelerator(train)
     best_state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)[
         "state_dict"
     ]

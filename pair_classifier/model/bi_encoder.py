@@ -13,10 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
-from pair_classifier.constants import BI_ENCODER_CONFIG, ENCODER_SUBDIR, HEAD_FILE
+from pair_classifier.constants import (
+    BI_ENCODER_CONFIG,
+    ENCODER_SUBDIR,
+    HEAD_FILE,
+    SAFETENSORS_FILE,
+)
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.features import FEATURE_BLOCKS, pair_features
 from pair_classifier.model.pooling import mean_pooling
@@ -31,6 +43,9 @@ class BiEncoderSpec:
     max_length: int
     head_hidden: int = 0
     dropout: float = 0.1
+    # Set when the encoder was structurally pruned: attention heads and FFN width per layer.
+    pruned_heads: list[int] | None = None
+    pruned_ffn_channels: list[int] | None = None
 
 
 def build_head(embedding_dim: int, spec: BiEncoderSpec) -> nn.Module:
@@ -46,6 +61,18 @@ def build_head(embedding_dim: int, spec: BiEncoderSpec) -> nn.Module:
         nn.Dropout(spec.dropout),
         nn.Linear(spec.head_hidden, classes),
     )
+
+
+def _load_encoder(directory: Path, spec: BiEncoderSpec) -> PreTrainedModel:
+    """``from_pretrained``, or for a pruned encoder: build, reshape, then load the weights."""
+    if spec.pruned_heads is None:
+        return AutoModel.from_pretrained(directory)
+    from pair_classifier.compress.pruning import EncoderShape, reshape_to
+
+    encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory))
+    reshape_to(encoder, EncoderShape(spec.pruned_heads, spec.pruned_ffn_channels))
+    encoder.load_state_dict(load_file(directory / SAFETENSORS_FILE))
+    return encoder.eval()
 
 
 class BiEncoder(nn.Module):
@@ -121,7 +148,7 @@ class BiEncoder(nn.Module):
         if not (directory / BI_ENCODER_CONFIG).is_file():
             raise FileNotFoundError(f"{directory}: no {BI_ENCODER_CONFIG}; not a saved bi-encoder")
         spec = BiEncoderSpec(**read_json(directory / BI_ENCODER_CONFIG))
-        encoder = AutoModel.from_pretrained(directory / ENCODER_SUBDIR)
+        encoder = _load_encoder(directory / ENCODER_SUBDIR, spec)
         tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR)
         model = cls(encoder, tokenizer, spec)
         model.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))

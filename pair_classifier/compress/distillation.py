@@ -1,0 +1,214 @@
+"""Building a small student from the fine-tuned teacher and distilling the teacher into it.
+
+Student: the teacher's encoder cut to ``distill.keep_layers``, then its least important heads and
+FFN channels pruned away (structured). Distillation (Lightning): MSE between student and teacher
+sentence vectors, KL between their softened head distributions (temperature T, scaled by T^2),
+plus cross-entropy on the labels; weights from config. The teacher's vectors are computed once
+before training (it is frozen), so an epoch costs only the student's forward and backward.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import asdict
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from transformers import get_linear_schedule_with_warmup
+
+from pair_classifier.compress.pruning import gate_importance, keep_layers, prune_by_importance
+from pair_classifier.config import DistillConfig
+from pair_classifier.constants import TEXT_A, TEXT_B
+from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.model.datamodule import PairCollator, PairDataset
+from pair_classifier.model.features import pair_features
+
+
+class TeacherVectors:
+    """The frozen teacher's sentence vector of every text the student trains on."""
+
+    def __init__(self, teacher: BiEncoder, texts: list[str], batch_size: int) -> None:
+        unique = list(dict.fromkeys(texts))
+        self.row = {text: i for i, text in enumerate(unique)}
+        self.vectors = torch.from_numpy(teacher.encode(unique, batch_size))
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        return self.vectors[[self.row[text] for text in texts]]
+
+
+class DistillCollator(PairCollator):
+    """Adds the teacher's vectors of both texts to each tokenised batch."""
+
+    def __init__(self, tokenizer: Any, max_length: int, teacher_vectors: TeacherVectors) -> None:
+        super().__init__(tokenizer, max_length)
+        self.teacher_vectors = teacher_vectors
+
+    def __call__(self, examples: list[tuple[str, str, int]]) -> dict[str, torch.Tensor]:
+        batch = super().__call__(examples)
+        batch["teacher_u"] = self.teacher_vectors([a for a, _, _ in examples])
+        batch["teacher_v"] = self.teacher_vectors([b for _, b, _ in examples])
+        return batch
+
+
+def make_student(teacher: BiEncoder, config: DistillConfig, batches: list[dict]) -> BiEncoder:
+    """Copy the teacher, cut its layers, prune heads and FFN channels by importance."""
+    student = copy.deepcopy(teacher).float().train()
+    keep_layers(student.encoder, list(config.keep_layers))
+    heads = config.heads_per_layer
+    ffn = config.ffn_channels_per_layer
+    if heads > 0 or ffn > 0:
+
+        def loss_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            logits, _, _ = student(
+                batch["input_ids_a"],
+                batch["attention_mask_a"],
+                batch["input_ids_b"],
+                batch["attention_mask_b"],
+            )
+            return F.cross_entropy(logits, batch["labels"])
+
+        head_scores, ffn_scores = gate_importance(student.encoder, batches, loss_of)
+        all_heads = student.encoder.config.num_attention_heads
+        all_channels = student.encoder.config.intermediate_size
+        shape = prune_by_importance(
+            student.encoder,
+            head_scores,
+            ffn_scores,
+            heads if heads > 0 else all_heads,
+            ffn if ffn > 0 else all_channels,
+        )
+        student.spec = dataclasses.replace(
+            student.spec, pruned_heads=shape.heads, pruned_ffn_channels=shape.ffn_channels
+        )
+    return student
+
+
+class DistillationModule(L.LightningModule):
+    """Trains the student against the teacher's vectors and softened head outputs."""
+
+    def __init__(
+        self, student: BiEncoder, teacher_head: torch.nn.Module, config: DistillConfig
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.teacher_head = teacher_head.eval().requires_grad_(False)
+        self.config = config
+        self.save_hyperparameters(
+            {"distill": asdict(config), "spec": asdict(student.spec)}, logger=False
+        )
+        classes = len(student.spec.class_names)
+        self.positive_index = student.spec.class_names.index(student.spec.positive_label)
+        self.val_accuracy = MulticlassAccuracy(num_classes=classes, average="micro")
+        self.val_f1 = MulticlassF1Score(
+            num_classes=classes, average=None if classes == 2 else "macro"
+        )
+
+    def _losses(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        logits, u, v = self.student(
+            batch["input_ids_a"],
+            batch["attention_mask_a"],
+            batch["input_ids_b"],
+            batch["attention_mask_b"],
+        )
+        teacher_u, teacher_v = batch["teacher_u"], batch["teacher_v"]
+        with torch.no_grad():
+            teacher_logits = self.teacher_head(pair_features(teacher_u, teacher_v)).float()
+        t = self.config.temperature
+        losses = {
+            "mse": F.mse_loss(u.float(), teacher_u) + F.mse_loss(v.float(), teacher_v),
+            "kl": F.kl_div(
+                F.log_softmax(logits.float() / t, dim=-1),
+                F.softmax(teacher_logits / t, dim=-1),
+                reduction="batchmean",
+            )
+            * t
+            * t,
+            "ce": F.cross_entropy(logits.float(), batch["labels"]),
+        }
+        total = (
+            self.config.mse_weight * losses["mse"]
+            + self.config.kl_weight * losses["kl"]
+            + self.config.ce_weight * losses["ce"]
+        )
+        return losses | {"loss": total}, logits
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses, _ = self._losses(batch)
+        self.log_dict({f"train_{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        losses, logits = self._losses(batch)
+        predictions = logits.argmax(dim=-1)
+        self.val_accuracy.update(predictions, batch["labels"])
+        self.val_f1.update(predictions, batch["labels"])
+        self.log_dict({f"val_{k}": v for k, v in losses.items()}, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        f1 = self.val_f1.compute()
+        self.log("val_acc", self.val_accuracy.compute(), prog_bar=True)
+        self.log("val_f1", f1[self.positive_index] if f1.ndim else f1, prog_bar=True)
+        self.val_accuracy.reset()
+        self.val_f1.reset()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = [
+            {"params": self.student.encoder.parameters(), "lr": self.config.lr},
+            {"params": self.student.head.parameters(), "lr": self.config.head_lr},
+        ]
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
+        total = self.trainer.estimated_stepping_batches
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(self.config.warmup_fraction * total), total
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def distill_loaders(
+    teacher: BiEncoder,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    config: DistillConfig,
+    swap_augmentation: bool,
+) -> tuple[DataLoader, DataLoader]:
+    """Train/val loaders whose batches carry the teacher's vectors."""
+    texts = (
+        train[TEXT_A].tolist()
+        + train[TEXT_B].tolist()
+        + val[TEXT_A].tolist()
+        + val[TEXT_B].tolist()
+    )
+    collate = DistillCollator(
+        teacher.tokenizer,
+        teacher.spec.max_length,
+        TeacherVectors(teacher, texts, config.batch_size),
+    )
+    return (
+        DataLoader(
+            PairDataset(train, swap_augmentation),
+            batch_size=config.batch_size,
+            shuffle=True,
+            collate_fn=collate,
+        ),
+        DataLoader(PairDataset(val), batch_size=config.batch_size, collate_fn=collate),
+    )
+
+
+def importance_batches(loader: DataLoader, count: int) -> list[dict[str, torch.Tensor]]:
+    batches = []
+    for batch in loader:
+        if len(batches) >= count:
+            break
+        batches.append(batch)
+    return batches

@@ -1,0 +1,86 @@
+"""The distill stage's work: build, distill and save the student with its own SVM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import Logger
+
+from pair_classifier.classifier import (
+    FittedClassifier,
+    fit_classifier,
+    labels_of,
+    pair_feature_matrix,
+)
+from pair_classifier.compress.distillation import (
+    DistillationModule,
+    distill_loaders,
+    importance_batches,
+    make_student,
+)
+from pair_classifier.config import ClassifierConfig, DataConfig, DistillConfig, TrainConfig
+from pair_classifier.data.preparation import load_split
+from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.training import load_best_weights, make_trainer
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def distill_student(
+    teacher: BiEncoder,
+    prepared_dir: Path,
+    checkpoint_dir: Path,
+    config: DistillConfig,
+    train_config: TrainConfig,
+    classifier_config: ClassifierConfig,
+    data: DataConfig,
+    seed: int,
+    loggers: list[Logger],
+) -> tuple[BiEncoder, FittedClassifier, dict[str, Any]]:
+    """Student encoder distilled from ``teacher``, its refitted SVM, and metrics."""
+    L.seed_everything(seed, workers=True)
+    if train_config.num_threads > 0:
+        torch.set_num_threads(train_config.num_threads)
+    train, val = load_split(prepared_dir, "train"), load_split(prepared_dir, "val")
+    swap = train_config.swap_augmentation and data.symmetric
+    train_loader, val_loader = distill_loaders(teacher, train, val, config, swap)
+    student = make_student(
+        teacher, config, importance_batches(train_loader, config.importance_batches)
+    )
+    module = DistillationModule(student, teacher.head, config)
+    trainer, best = make_trainer(
+        train_config, config.epochs, checkpoint_dir, config.monitor, config.monitor_mode, loggers
+    )
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader)
+    seconds = time.perf_counter() - started
+    load_best_weights(module, best)
+    student = module.student.cpu().eval()
+    classifier = fit_classifier(
+        pair_feature_matrix(student, train, classifier_config.batch_size),
+        labels_of(train),
+        pair_feature_matrix(student, val, classifier_config.batch_size),
+        labels_of(val),
+        classifier_config,
+        data.class_names,
+        data.positive_label,
+        seed,
+    )
+    metrics = {
+        "teacher_parameters": parameter_count(teacher.encoder),
+        "student_parameters": parameter_count(student.encoder),
+        "layers": len(config.keep_layers),
+        "heads_per_layer": student.spec.pruned_heads,
+        "ffn_channels_per_layer": student.spec.pruned_ffn_channels,
+        "fit_seconds": round(seconds, 1),
+        "epochs": trainer.current_epoch,
+        f"best_{config.monitor}_head": float(best.best_model_score),
+        "classifier": classifier.report,
+    }
+    return student, classifier, metrics

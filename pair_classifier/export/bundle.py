@@ -1,0 +1,93 @@
+"""The export folder: ONNX graphs of teacher and student, tokenizer and a model card.
+
+Everything inference needs travels in one folder: ``pair-classifier predict artifacts/onnx/
+student.onnx ...`` reads the tokenizer and class names beside the graph.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pair_classifier.config import ExportConfig
+from pair_classifier.export.onnx_export import (
+    check_onnx_against,
+    export_scoring_model,
+    optimize_onnx,
+)
+from pair_classifier.export.scoring import SCORING_OUTPUTS, ScoringModel
+from pair_classifier.export.tokenization import SCORING_INPUTS, PairTokenizer
+from pair_classifier.inference import PairPredictor
+from pair_classifier.io_utils import read_json, write_json
+
+MODEL_CARD = "model.json"
+TOKENIZER_SUBDIR = "tokenizer"
+ONNX_SUFFIX = ".onnx"
+OPTIMIZED = "optimized"
+
+
+def variant_file(model: str, variant: str | None = None) -> str:
+    """``student.onnx``, ``student.optimized.onnx``, ``student.int8_static.onnx`` ..."""
+    return f"{model}.{variant}{ONNX_SUFFIX}" if variant else f"{model}{ONNX_SUFFIX}"
+
+
+def read_model_card(graph: Path) -> dict[str, Any]:
+    """The model card beside an exported graph (class names, max length, inputs, outputs)."""
+    card = graph.parent / MODEL_CARD
+    if not card.is_file():
+        raise FileNotFoundError(f"{card}: not found; {graph} is not part of an export folder")
+    return read_json(card)
+
+
+def export_bundle(
+    models: dict[str, Path], out_dir: Path, pairs: pd.DataFrame, config: ExportConfig
+) -> dict[str, Any]:
+    """Export every model folder of ``models`` (name -> folder) into ``out_dir``; parity metrics.
+
+    The last model is the deployment model: it also gets an ORT-optimised graph, and its
+    tokenizer is saved beside the graphs (all models share the teacher's tokenizer).
+    """
+    metrics: dict[str, Any] = {}
+    predictor = None
+    for name, model_dir in models.items():
+        predictor = PairPredictor.load(model_dir, config.parity_batch_size)
+        predictor.bi_encoder.tokenizer.save_pretrained(out_dir / TOKENIZER_SUBDIR)
+        spec = predictor.bi_encoder.spec
+        tokenize = PairTokenizer.load(out_dir / TOKENIZER_SUBDIR, spec.max_length)
+        scoring = ScoringModel(predictor.bi_encoder, predictor.classifier)
+        path = out_dir / variant_file(name)
+        metrics[name] = export_scoring_model(name, scoring, tokenize, pairs, path, config)
+    deployed = list(models)[-1]
+    encoder_config = predictor.bi_encoder.encoder.config
+    heads = spec.pruned_heads[0] if spec.pruned_heads else encoder_config.num_attention_heads
+    optimized = out_dir / variant_file(deployed, OPTIMIZED)
+    optimize_onnx(
+        out_dir / variant_file(deployed),
+        optimized,
+        heads,
+        encoder_config.hidden_size,
+        config.optimize_level,
+    )
+    metrics[f"{deployed}_{OPTIMIZED}"] = check_onnx_against(
+        f"{deployed} {OPTIMIZED}",
+        out_dir / variant_file(deployed),
+        optimized,
+        tokenize,
+        pairs,
+        config,
+    )
+    write_json(
+        out_dir / MODEL_CARD,
+        {
+            "class_names": spec.class_names,
+            "positive_label": spec.positive_label,
+            "max_length": spec.max_length,
+            "inputs": list(SCORING_INPUTS),
+            "outputs": list(SCORING_OUTPUTS),
+            "graphs": sorted(p.name for p in out_dir.glob(f"*{ONNX_SUFFIX}")),
+            "deployed": deployed,
+        },
+    )
+    return metrics

@@ -1,0 +1,53 @@
+"""Stage distill: a smaller, pruned student distilled from the teacher, with its own SVM."""
+
+from pair_classifier.compress.student import distill_student
+from pair_classifier.config import (
+    ClassifierConfig,
+    DataConfig,
+    DistillConfig,
+    TrackingConfig,
+    TrainConfig,
+    read_params,
+    section,
+)
+from pair_classifier.constants import (
+    BI_ENCODER_SUBDIR,
+    CLASSIFIER_SUBDIR,
+    DISTILL_CHECKPOINTS_DIR,
+    DISTILL_METRICS,
+    DVCLIVE_DISTILL_DIR,
+    PREPARED_DIR,
+    STUDENT_DIR,
+    TEACHER_DIR,
+)
+from pair_classifier.errors import exit_on_user_error
+from pair_classifier.io_utils import replace_dir_atomically, write_json
+from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.tracking import log_artifacts, log_metrics, stage_run, tracking_uri
+from pair_classifier.training import training_loggers
+
+
+def main() -> None:
+    params = read_params()
+    tracking = section(params, "tracking", TrackingConfig)
+    with stage_run("distill", params, tracking) as run_id:
+        student, classifier, metrics = distill_student(
+            BiEncoder.load(TEACHER_DIR / BI_ENCODER_SUBDIR),
+            PREPARED_DIR,
+            DISTILL_CHECKPOINTS_DIR,
+            section(params, "distill", DistillConfig),
+            section(params, "train", TrainConfig),
+            section(params, "classifier", ClassifierConfig),
+            section(params, "data", DataConfig),
+            int(params["seed"]),
+            training_loggers(DVCLIVE_DISTILL_DIR, False, run_id, tracking_uri(tracking)),
+        )
+        replace_dir_atomically(STUDENT_DIR / BI_ENCODER_SUBDIR, student.save)
+        replace_dir_atomically(STUDENT_DIR / CLASSIFIER_SUBDIR, classifier.save)
+        write_json(DISTILL_METRICS, metrics)
+        log_metrics(metrics, "distill.")
+        log_artifacts(STUDENT_DIR, "model/student")
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)

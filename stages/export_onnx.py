@@ -1,0 +1,33 @@
+"""Stage onnx: teacher and student as self-contained ONNX graphs, checked against PyTorch."""
+
+from pair_classifier.config import ExportConfig, TrackingConfig, read_params, section
+from pair_classifier.constants import ONNX_DIR, ONNX_METRICS, PREPARED_DIR, STUDENT_DIR, TEACHER_DIR
+from pair_classifier.data.preparation import load_split
+from pair_classifier.errors import exit_on_user_error
+from pair_classifier.export.bundle import export_bundle
+from pair_classifier.io_utils import replace_dir_atomically, write_json
+from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
+
+
+def main() -> None:
+    params = read_params()
+    config = section(params, "export", ExportConfig)
+    with stage_run("onnx", params, section(params, "tracking", TrackingConfig)):
+        pairs = load_split(PREPARED_DIR, config.parity_split)
+        metrics: dict = {}
+
+        def export(staging):
+            metrics.update(
+                export_bundle(
+                    {"teacher": TEACHER_DIR, "student": STUDENT_DIR}, staging, pairs, config
+                )
+            )
+
+        replace_dir_atomically(ONNX_DIR, export)
+        write_json(ONNX_METRICS, metrics)
+        log_metrics(metrics, "onnx.")
+        log_artifacts(ONNX_DIR, "onnx")
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)
