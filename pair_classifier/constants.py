@@ -61,3 +61,5 @@ TRT_METRICS = METRICS_DIR / "trt.json"
 BENCHMARK_METRICS = METRICS_DIR / "benchmark.json"
 BENCHMARK_PLOTS_DIR = PLOTS_DIR / "benchmark"
 DVCLIVE_DISTILL_DIR = Path("dvclive/distill")
+DEPLOYED_MODEL = "student"  # the model the compression chain exports, quantises and serves
+TEACHER_MODEL = "teacher"

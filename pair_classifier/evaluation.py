@@ -131,7 +131,7 @@ def save_confusion_png(report: dict[str, Any], class_names: list[str], path: Pat
     axes.set_xlabel("predicted")
     axes.set_ylabel("actual")
     axes.set_title(f"accuracy {report['accuracy']:.3f}, F1 {report['f1']:.3f}")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def save_curve_png(points: list[dict[str, float]], x: str, y: str, title: str, path: Path) -> None:
@@ -142,7 +142,7 @@ def save_curve_png(points: list[dict[str, float]], x: str, y: str, title: str, p
     axes.set_ylabel(y)
     axes.set_title(title)
     axes.grid(alpha=0.3)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def save_loss_png(curves: dict[str, list[tuple[float, float]]], path: Path) -> None:
@@ -157,10 +157,10 @@ def save_loss_png(curves: dict[str, list[tuple[float, float]]], path: Path) -> N
     axes.set_ylabel("loss")
     axes.legend()
     axes.grid(alpha=0.3)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
-def _save(figure: Figure, path: Path) -> None:
+def save_figure(figure: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=PLOT_DPI)

@@ -1,7 +1,15 @@
 """Stage onnx: teacher and student as self-contained ONNX graphs, checked against PyTorch."""
 
 from pair_classifier.config import ExportConfig, TrackingConfig, read_params, section
-from pair_classifier.constants import ONNX_DIR, ONNX_METRICS, PREPARED_DIR, STUDENT_DIR, TEACHER_DIR
+from pair_classifier.constants import (
+    DEPLOYED_MODEL,
+    ONNX_DIR,
+    ONNX_METRICS,
+    PREPARED_DIR,
+    STUDENT_DIR,
+    TEACHER_DIR,
+    TEACHER_MODEL,
+)
 from pair_classifier.data.preparation import load_split
 from pair_classifier.errors import exit_on_user_error
 from pair_classifier.export.bundle import export_bundle
@@ -19,7 +27,10 @@ def main() -> None:
         def export(staging):
             metrics.update(
                 export_bundle(
-                    {"teacher": TEACHER_DIR, "student": STUDENT_DIR}, staging, pairs, config
+                    {TEACHER_MODEL: TEACHER_DIR, DEPLOYED_MODEL: STUDENT_DIR},
+                    staging,
+                    pairs,
+                    config,
                 )
             )
 

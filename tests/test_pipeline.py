@@ -25,7 +25,17 @@ from omegaconf import OmegaConf
 
 from pair_classifier.tracking import PIPELINE_KEY_TAG
 
-STAGES = ("prepare", "embed-train", "fit-classifier", "evaluate")
+STAGES = (
+    "prepare",
+    "embed-train",
+    "fit-classifier",
+    "evaluate",
+    "distill",
+    "onnx",
+    "quantize",
+    "trt",
+    "benchmark",
+)
 SLICE = {"train": 120, "val": 40, "test": 60}
 TINY_TRAIN = {
     "epochs": 2,
@@ -36,6 +46,17 @@ TINY_TRAIN = {
     "early_stopping_patience": 100,
     "log_every_n_steps": 2,
 }
+TINY_DISTILL = {"keep_layers": [1], "heads_per_layer": 1, "ffn_channels_per_layer": 32, "epochs": 1}
+# Root-config overrides: tiny graphs run fastest on one thread, and fewer latency samples.
+ONE_THREAD = """
+export:
+  threads: 1
+benchmark:
+  threads: 1
+  latency_pairs: 20
+quantize:
+  calibration_size: 64
+"""
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "test",
     "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -88,9 +109,14 @@ def _use_tiny_configs(project: Path, tiny_bert_dir: Path) -> None:
     )
     train = yaml.safe_load((project / "configs/train/default.yaml").read_text()) | TINY_TRAIN
     (project / "configs/train/tiny.yaml").write_text(yaml.safe_dump(train))
+    distill = yaml.safe_load((project / "configs/distill/default.yaml").read_text()) | TINY_DISTILL
+    (project / "configs/distill/tiny.yaml").write_text(yaml.safe_dump(distill))
     root = project / "configs/config.yaml"
     text = root.read_text().replace("model: minilm_l6", "model: tiny")
-    root.write_text(text.replace("train: default", "train: tiny"))
+    text = text.replace("train: default", "train: tiny").replace(
+        "distill: default", "distill: tiny"
+    )
+    root.write_text(text.replace("_self_", "_self_\n" + ONE_THREAD))
     with initialize_config_dir(config_dir=str(project / "configs"), version_base=None):
         OmegaConf.save(compose(config_name="config"), project / "params.yaml")
 
@@ -114,6 +140,34 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Pa
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_compression_chain_outputs(project: Path) -> None:
+    distill = _json(project / "metrics/distill.json")
+    assert distill["heads_per_layer"] == [1] and distill["ffn_channels_per_layer"] == [32]
+    assert distill["student_parameters"] < distill["teacher_parameters"]
+    onnx = _json(project / "metrics/onnx.json")
+    for model in ("teacher", "student", "student_optimized"):
+        assert onnx[model]["prediction_agreement"] == 1.0
+        assert onnx[model]["max_abs_score_diff"] <= 1e-4
+    quantize = _json(project / "metrics/quantize.json")
+    assert quantize["int8_static"]["max_abs_probability_diff_batch1_vs_batched"] <= 1e-3
+    assert _json(project / "metrics/trt.json") == {"skipped": "no CUDA device"}
+    benchmark = _json(project / "metrics/benchmark.json")
+    assert set(benchmark["variants"]) == {
+        "pytorch_fp32_teacher",
+        "pytorch_fp32_student",
+        "onnx_fp32_teacher",
+        "onnx_fp32_student",
+        "onnx_optimized_student",
+        "onnx_int8_dynamic_student",
+        "onnx_int8_static_student",
+    }
+    assert benchmark["speedup_vs_pytorch_fp32_teacher"]["pytorch_fp32_teacher"] == 1.0
+    assert (project / "plots/benchmark/pareto.png").stat().st_size > 1000
+    card = _json(project / "artifacts/onnx/model.json")
+    assert card["class_names"] == ["not_paraphrase", "paraphrase"]
+    assert (project / "artifacts/onnx/tokenizer/tokenizer.json").is_file()
 
 
 def test_repro_writes_metrics_plots_and_model(project: Path) -> None:
@@ -197,15 +251,24 @@ def test_changing_an_evaluate_param_reruns_only_evaluate(project: Path) -> None:
     assert stages_run(run(project, "dvc", "repro")) == ["evaluate"]
 
 
+def test_changing_a_quantize_param_reruns_only_what_follows(project: Path) -> None:
+    params_file = project / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["quantize"]["per_channel"] = False
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stages_run(run(project, "dvc", "repro")) == ["quantize", "trt", "benchmark"]
+
+
 def test_dvc_exp_run_with_a_set_param(project: Path) -> None:
-    output = run(project, "dvc", "exp", "run", "-S", "train.lr=0.0003", "-S", "classifier=rbf_svm")
-    assert stages_run(output) == ["embed-train", "fit-classifier", "evaluate"]
+    output = run(project, "dvc", "exp", "run", "-S", "evaluate.roc_points=11")
+    assert stages_run(output) == ["evaluate"]
     params = yaml.safe_load((project / "params.yaml").read_text())
-    assert params["train"]["lr"] == 0.0003 and params["classifier"]["kind"] == "rbf"
+    assert params["evaluate"]["roc_points"] == 11
     assert params["evaluate"]["batch_size"] == 64  # recomposed from configs, not the edited file
-    assert _json(project / "metrics/classifier.json")["kind"] == "rbf"
-    shown = json.loads(run(project, "dvc", "exp", "show", "--json"))
-    assert "0.0003" in json.dumps(shown)
+    assert params["quantize"]["per_channel"] is True
+    assert len(_json(project / "plots/evaluate/roc.json")) <= 11
+    shown = json.dumps(json.loads(run(project, "dvc", "exp", "show", "--json")))
+    assert '"roc_points": 11' in shown
 
 
 def _wait_for_new_checkpoint(path: Path, process: subprocess.Popen, after: float) -> None:

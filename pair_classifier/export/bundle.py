@@ -12,33 +12,24 @@ from typing import Any
 import pandas as pd
 
 from pair_classifier.config import ExportConfig
+from pair_classifier.export.interface import (
+    MODEL_CARD,
+    ONNX_SUFFIX,
+    OPTIMIZED,
+    SCORING_INPUTS,
+    SCORING_OUTPUTS,
+    TOKENIZER_SUBDIR,
+    variant_file,
+)
 from pair_classifier.export.onnx_export import (
     check_onnx_against,
     export_scoring_model,
     optimize_onnx,
 )
-from pair_classifier.export.scoring import SCORING_OUTPUTS, ScoringModel
-from pair_classifier.export.tokenization import SCORING_INPUTS, PairTokenizer
+from pair_classifier.export.scoring import ScoringModel
+from pair_classifier.export.tokenization import PairTokenizer
 from pair_classifier.inference import PairPredictor
-from pair_classifier.io_utils import read_json, write_json
-
-MODEL_CARD = "model.json"
-TOKENIZER_SUBDIR = "tokenizer"
-ONNX_SUFFIX = ".onnx"
-OPTIMIZED = "optimized"
-
-
-def variant_file(model: str, variant: str | None = None) -> str:
-    """``student.onnx``, ``student.optimized.onnx``, ``student.int8_static.onnx`` ..."""
-    return f"{model}.{variant}{ONNX_SUFFIX}" if variant else f"{model}{ONNX_SUFFIX}"
-
-
-def read_model_card(graph: Path) -> dict[str, Any]:
-    """The model card beside an exported graph (class names, max length, inputs, outputs)."""
-    card = graph.parent / MODEL_CARD
-    if not card.is_file():
-        raise FileNotFoundError(f"{card}: not found; {graph} is not part of an export folder")
-    return read_json(card)
+from pair_classifier.io_utils import write_json
 
 
 def export_bundle(

@@ -1,49 +1,35 @@
-"""Exporting the scoring path to ONNX, optimising it, and checking it against PyTorch."""
+"""Exporting the scoring path to ONNX and optimising it; both checked against the original."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pandas as pd
-import torch
 
 from pair_classifier.config import ExportConfig
-from pair_classifier.export.scoring import SCORING_OUTPUTS, ExportError, ScoringModel
-from pair_classifier.export.tokenization import SCORING_INPUTS, PairTokenizer
+from pair_classifier.export.interface import SCORING_INPUTS, SCORING_OUTPUTS
+from pair_classifier.export.runtime import (
+    check_parity,
+    onnx_runner,
+    parity,
+    run_batches,
+    torch_runner,
+)
+from pair_classifier.export.scoring import ScoringModel
+from pair_classifier.export.tokenization import PairTokenizer
 
 EAGER_ATTENTION = "eager"  # traceable attention; SDPA kernels do not export with the legacy path
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    """How far a graph's outputs are from the reference on the same pairs."""
-
-    pairs: int
-    max_abs_score_diff: float
-    max_abs_probability_diff: float
-    prediction_agreement: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pairs": self.pairs,
-            "max_abs_score_diff": self.max_abs_score_diff,
-            "max_abs_probability_diff": self.max_abs_probability_diff,
-            "prediction_agreement": self.prediction_agreement,
-        }
-
-
-class ParityError(ExportError):
-    """An exported graph disagrees with its reference beyond the configured thresholds."""
 
 
 def export_onnx(
     model: ScoringModel, example: dict[str, np.ndarray], path: Path, opset: int
 ) -> None:
     """Write ``model`` as one ONNX graph with dynamic batch and sequence axes."""
+    import onnx
+    import torch
+
     model = model.eval()
     model.bi_encoder.encoder.config._attn_implementation = EAGER_ATTENTION
     dynamic_axes = {name: {0: "batch", 1: f"sequence_{name[-1]}"} for name in SCORING_INPUTS}
@@ -78,87 +64,6 @@ def optimize_onnx(
         opt_level=opt_level,
     )
     optimized.save_model_to_file(str(target))
-
-
-def session(path: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads (0: all cores)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run_batches(
-    run: Any, tokenize: PairTokenizer, pairs: pd.DataFrame, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores and probabilities of every pair, in batches of ``batch_size``, input order kept.
-
-    ``run`` maps the four input arrays to (scores, probabilities): an ONNX Runtime session's
-    ``run``, a TensorRT engine, or the PyTorch module.
-    """
-    scores, probabilities = [], []
-    for start in range(0, len(pairs), batch_size):
-        inputs = tokenize(pairs.iloc[start : start + batch_size])
-        batch_scores, batch_probabilities = run(inputs)
-        scores.append(np.asarray(batch_scores, dtype=np.float32))
-        probabilities.append(np.asarray(batch_probabilities, dtype=np.float32))
-    return np.concatenate(scores), np.concatenate(probabilities)
-
-
-def onnx_runner(path: Path, threads: int) -> Any:
-    onnx_session = session(path, threads)
-
-    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        scores, probabilities = onnx_session.run(list(SCORING_OUTPUTS), inputs)
-        return scores, probabilities
-
-    return run
-
-
-def torch_runner(model: ScoringModel) -> Any:
-    model = model.eval()
-
-    @torch.inference_mode()
-    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        scores, probabilities = model(*(torch.from_numpy(inputs[name]) for name in SCORING_INPUTS))
-        return scores.numpy(), probabilities.numpy()
-
-    return run
-
-
-def parity(
-    reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.ndarray, np.ndarray]
-) -> ParityReport:
-    ref_scores, ref_probabilities = reference
-    scores, probabilities = candidate
-    return ParityReport(
-        pairs=int(len(scores)),
-        max_abs_score_diff=float(np.abs(scores - ref_scores).max()),
-        max_abs_probability_diff=float(np.abs(probabilities - ref_probabilities).max()),
-        prediction_agreement=float(
-            (probabilities.argmax(axis=1) == ref_probabilities.argmax(axis=1)).mean()
-        ),
-    )
-
-
-def check_parity(
-    report: ParityReport, name: str, max_score_diff: float, min_agreement: float
-) -> None:
-    """Fail loudly when a graph's scores or predictions drift from the reference."""
-    problems = []
-    if not report.max_abs_score_diff <= max_score_diff:
-        problems.append(f"max |Δscore| {report.max_abs_score_diff:.3g} > {max_score_diff:.3g}")
-    if report.prediction_agreement < min_agreement:
-        problems.append(
-            f"prediction agreement {report.prediction_agreement:.4f} < {min_agreement:.4f}"
-        )
-    if problems:
-        raise ParityError(
-            f"{name}: parity check failed on {report.pairs} pairs: {'; '.join(problems)}"
-        )
 
 
 def export_scoring_model(

@@ -16,16 +16,9 @@ from sklearn.svm import SVC, LinearSVC
 from torch import nn
 
 from pair_classifier.classifier import FittedClassifier
-from pair_classifier.errors import PairClassifierError
-from pair_classifier.export.tokenization import SCORING_INPUTS  # noqa: F401 (re-exported)
+from pair_classifier.export.interface import ExportError
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.features import pair_features
-
-SCORING_OUTPUTS = ("scores", "probabilities")
-
-
-class ExportError(PairClassifierError):
-    """A model cannot be exported as configured."""
 
 
 def _tensor(values: np.ndarray) -> torch.Tensor:

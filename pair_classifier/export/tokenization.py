@@ -14,9 +14,9 @@ import pandas as pd
 from tokenizers import Tokenizer
 
 from pair_classifier.constants import TEXT_A, TEXT_B
+from pair_classifier.export.interface import SCORING_INPUTS
 
 TOKENIZER_FILE = "tokenizer.json"
-SCORING_INPUTS = ("input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b")
 PAD_TOKENS = ("[PAD]", "<pad>")
 DEFAULT_PAD_ID = 0
 

@@ -1,0 +1,183 @@
+"""Side-by-side speed, accuracy, size and memory of every model variant, on one machine.
+
+Every variant scores the same split, tokenisation included: throughput on length-sorted batches
+(pairs/s), latency p50/p95 of single pairs, accuracy and F1, size on disk, and peak memory.
+Each variant runs in its own fresh process, so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pair_classifier.config import BenchmarkConfig
+from pair_classifier.constants import LABEL, TEXT_A, TEXT_B
+from pair_classifier.evaluation import score_predictions
+from pair_classifier.export.runtime import onnx_runner, run_batches, torch_runner
+from pair_classifier.export.tokenization import PairTokenizer
+
+KIBIBYTE = 1024
+MEBIBYTE = 2**20
+MILLISECONDS = 1000.0
+F1_KEPT = 0.99  # a variant counts as accurate enough when it keeps 99% of the teacher F1
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to score pairs: a PyTorch model folder, an ONNX graph or a TensorRT engine."""
+
+    name: str
+    kind: str  # pytorch | onnx | tensorrt
+    path: Path
+    tokenizer_dir: Path
+
+
+def size_on_disk(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def length_sorted(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Pairs ordered by total text length, so each batch pads little."""
+    lengths = pairs[TEXT_A].str.len() + pairs[TEXT_B].str.len()
+    return pairs.iloc[np.argsort(lengths.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+def _runner(variant: Variant, threads: int) -> Callable:
+    if variant.kind == "onnx":
+        return onnx_runner(variant.path, threads)
+    if variant.kind == "tensorrt":
+        from pair_classifier.export.tensorrt_engine import EngineRunner
+
+        return EngineRunner(variant.path)
+    import torch
+
+    from pair_classifier.export.scoring import ScoringModel
+    from pair_classifier.inference import PairPredictor
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    predictor = PairPredictor.load(variant.path, batch_size=1)
+    return torch_runner(ScoringModel(predictor.bi_encoder, predictor.classifier))
+
+
+def measure(
+    variant: Variant,
+    pairs: pd.DataFrame,
+    class_names: list[str],
+    positive_index: int,
+    max_length: int,
+    config: BenchmarkConfig,
+) -> dict[str, Any]:
+    """Throughput, latency, accuracy, size and peak memory of one variant (run in a child)."""
+    tokenize = PairTokenizer.load(variant.tokenizer_dir, max_length)
+    run = _runner(variant, config.threads)
+    pairs = length_sorted(pairs)
+    warmup = pairs.iloc[: config.batch_size * config.warmup_batches]
+    run_batches(run, tokenize, warmup, config.batch_size)
+    started = time.perf_counter()
+    _, probabilities = run_batches(run, tokenize, pairs, config.batch_size)
+    seconds = time.perf_counter() - started
+    sample = pairs.sample(n=min(config.latency_pairs, len(pairs)), random_state=0)
+    latencies = []
+    for index in range(len(sample)):
+        one = sample.iloc[index : index + 1]
+        tick = time.perf_counter()
+        run(tokenize(one))
+        latencies.append((time.perf_counter() - tick) * MILLISECONDS)
+    labels = pairs[LABEL].to_numpy()
+    scores = score_predictions(
+        labels, probabilities.argmax(axis=1), probabilities, class_names, positive_index
+    )
+    return {
+        "throughput_pairs_per_s": round(len(pairs) / seconds, 1),
+        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "latency_p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        "accuracy": scores["accuracy"],
+        "f1": scores["f1"],
+        "megabytes": round(size_on_disk(variant.path) / MEBIBYTE, 2),
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIBIBYTE, 1),
+    }
+
+
+def measure_in_child(variant: Variant, *args: Any) -> dict[str, Any]:
+    """``measure`` in a fresh spawned process, so peak memory and threads are its own."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(measure, (variant, *args))
+
+
+def relative_to(results: dict[str, dict[str, Any]], baseline: str, key: str) -> dict[str, float]:
+    """Each variant's ``key`` divided by the baseline's."""
+    base = results[baseline][key]
+    return {name: round(result[key] / base, 2) for name, result in results.items()}
+
+
+def pareto_points(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Accuracy-vs-throughput points for DVC's scatter plot."""
+    return [
+        {
+            "variant": name,
+            "throughput_pairs_per_s": r["throughput_pairs_per_s"],
+            "f1": r["f1"],
+            "accuracy": r["accuracy"],
+        }
+        for name, r in results.items()
+    ]
+
+
+def save_pareto_png(results: dict[str, dict[str, Any]], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from pair_classifier.evaluation import save_figure
+
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.subplots()
+    for name, result in results.items():
+        axes.scatter(result["throughput_pairs_per_s"], result["f1"])
+        axes.annotate(name, (result["throughput_pairs_per_s"], result["f1"]), fontsize=7)
+    axes.set_xscale("log")
+    axes.set_xlabel("throughput (pairs/s, batch 32, log scale)")
+    axes.set_ylabel("test F1")
+    axes.grid(alpha=0.3)
+    save_figure(figure, path)
+
+
+def run_benchmark(
+    variants: list[Variant],
+    pairs: pd.DataFrame,
+    card: dict[str, Any],
+    config: BenchmarkConfig,
+    teacher: str,
+    onnx_teacher: str,
+) -> dict[str, Any]:
+    """Measure every variant; add speed-ups against both teachers and F1 relative to the teacher."""
+    class_names = card["class_names"]
+    positive = class_names.index(card["positive_label"])
+    results = {
+        v.name: measure_in_child(v, pairs, class_names, positive, card["max_length"], config)
+        for v in variants
+    }
+    f1_ratio = relative_to(results, teacher, "f1")
+    keeps_f1 = [name for name, ratio in f1_ratio.items() if ratio >= F1_KEPT and name != teacher]
+    fastest = max(keeps_f1, key=lambda name: results[name]["throughput_pairs_per_s"], default=None)
+    return {
+        "variants": results,
+        "speedup_vs_pytorch_fp32_teacher": relative_to(results, teacher, "throughput_pairs_per_s"),
+        "speedup_vs_onnx_fp32_teacher": relative_to(
+            results, onnx_teacher, "throughput_pairs_per_s"
+        ),
+        "f1_relative_to_teacher": f1_ratio,
+        "fastest_keeping_99pct_f1": fastest,
+        "pairs": len(pairs),
+        "threads": config.threads or os.cpu_count(),
+    }

@@ -1,0 +1,33 @@
+"""The export folder's contract: graph inputs and outputs, file names, the model card."""
+
+from pathlib import Path
+from typing import Any
+
+from pair_classifier.errors import PairClassifierError
+from pair_classifier.io_utils import read_json
+
+SCORING_INPUTS = ("input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b")
+SCORING_OUTPUTS = ("scores", "probabilities")
+
+
+class ExportError(PairClassifierError):
+    """A model cannot be exported, or its export disagrees with the original."""
+
+
+MODEL_CARD = "model.json"
+TOKENIZER_SUBDIR = "tokenizer"
+ONNX_SUFFIX = ".onnx"
+OPTIMIZED = "optimized"
+
+
+def variant_file(model: str, variant: str | None = None) -> str:
+    """``student.onnx``, ``student.optimized.onnx``, ``student.int8_static.onnx`` ..."""
+    return f"{model}.{variant}{ONNX_SUFFIX}" if variant else f"{model}{ONNX_SUFFIX}"
+
+
+def read_model_card(graph: Path) -> dict[str, Any]:
+    """The model card beside an exported graph (class names, max length, inputs, outputs)."""
+    card = graph.parent / MODEL_CARD
+    if not card.is_file():
+        raise FileNotFoundError(f"{card}: not found; {graph} is not part of an export folder")
+    return read_json(card)

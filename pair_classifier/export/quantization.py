@@ -1,0 +1,216 @@
+"""int8 variants of an exported graph with ONNX Runtime's quantiser, and their checks.
+
+- dynamic: int8 weights, activation scales computed per batch at run time (CPU). Fast, but a
+  pair's score depends slightly on what else is in its batch.
+- static (QDQ): activation scales calibrated once on a sample of training pairs and stored in
+  the graph as QuantizeLinear/DequantizeLinear pairs: the explicit-quantisation format both
+  ONNX Runtime and TensorRT execute. Scores do not depend on the batch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pair_classifier.config import QuantizeConfig
+from pair_classifier.constants import LABEL
+from pair_classifier.errors import PairClassifierError
+from pair_classifier.evaluation import score_predictions
+from pair_classifier.export.interface import (
+    MODEL_CARD,
+    TOKENIZER_SUBDIR,
+    read_model_card,
+    variant_file,
+)
+from pair_classifier.export.runtime import onnx_runner, run_batches
+from pair_classifier.export.tokenization import PairTokenizer
+from pair_classifier.io_utils import write_json
+
+QUANTIZED_OPS = ["MatMul", "Gemm"]
+DYNAMIC = "int8_dynamic"
+STATIC = "int8_static"
+STATIC_SYMMETRIC = "int8_static_symmetric"  # signed, zero-point 0: what TensorRT accepts
+
+
+class QuantizationError(PairClassifierError):
+    """A quantised graph lost more accuracy, or batch invariance, than the config allows."""
+
+
+def calibration_batches(
+    tokenize: PairTokenizer, train: pd.DataFrame, size: int, batch_size: int, seed: int
+) -> list[dict[str, np.ndarray]]:
+    """Tokenised batches of ``size`` training pairs drawn at random (seeded)."""
+    sample = train.sample(n=min(size, len(train)), random_state=seed)
+    return [tokenize(sample.iloc[i : i + batch_size]) for i in range(0, len(sample), batch_size)]
+
+
+def _quant_type(name: str) -> Any:
+    from onnxruntime.quantization import QuantType
+
+    return {"quint8": QuantType.QUInt8, "qint8": QuantType.QInt8}[name]
+
+
+def quantize_dynamic_int8(source: Path, target: Path, config: QuantizeConfig) -> None:
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(
+        str(source),
+        str(target),
+        per_channel=config.per_channel,
+        weight_type=_quant_type(config.weight_type),
+        op_types_to_quantize=QUANTIZED_OPS,
+    )
+
+
+def quantize_static_int8(
+    source: Path,
+    target: Path,
+    batches: list[dict[str, np.ndarray]],
+    config: QuantizeConfig,
+    symmetric: bool = False,
+) -> None:
+    """QDQ int8 with activation ranges calibrated on ``batches``.
+
+    ``symmetric`` makes activations signed int8 with zero-point 0, as TensorRT requires; the
+    default follows the config (unsigned activations are ONNX Runtime's fast path on x86).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.remaining = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.remaining, None)
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    quantize_static(
+        str(source),
+        str(target),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=config.per_channel,
+        activation_type=_quant_type("qint8" if symmetric else config.activation_type),
+        weight_type=_quant_type("qint8" if symmetric else config.weight_type),
+        op_types_to_quantize=QUANTIZED_OPS,
+        calibrate_method=methods[config.calibration_method],
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+    )
+
+
+def graph_scores(
+    graph: Path,
+    tokenize: PairTokenizer,
+    pairs: pd.DataFrame,
+    labels: np.ndarray,
+    class_names: list[str],
+    positive_index: int,
+    batch_size: int,
+    threads: int,
+) -> tuple[dict[str, float], np.ndarray]:
+    """Accuracy, F1 ... of a graph on labelled pairs, and its probabilities."""
+    _, probabilities = run_batches(onnx_runner(graph, threads), tokenize, pairs, batch_size)
+    scores = score_predictions(
+        labels, probabilities.argmax(axis=1), probabilities, class_names, positive_index
+    )
+    return scores, probabilities
+
+
+def check_accuracy_drop(
+    name: str, fp32: dict[str, float], int8: dict[str, float], bound: float
+) -> float:
+    """How many accuracy points int8 lost against fp32; fails beyond ``bound``."""
+    drop = fp32["accuracy"] - int8["accuracy"]
+    if drop > bound:
+        raise QuantizationError(
+            f"{name}: validation accuracy dropped by {drop:.4f} ({fp32['accuracy']:.4f} -> "
+            f"{int8['accuracy']:.4f}), more than quantize.max_accuracy_drop={bound}"
+        )
+    return drop
+
+
+def batch_invariance(
+    graph: Path, tokenize: PairTokenizer, pairs: pd.DataFrame, batch_size: int, threads: int
+) -> float:
+    """Max |Δprobability| of each pair scored alone versus in batches of ``batch_size``."""
+    runner = onnx_runner(graph, threads)
+    _, alone = run_batches(runner, tokenize, pairs, 1)
+    _, batched = run_batches(runner, tokenize, pairs, batch_size)
+    return float(np.abs(alone - batched).max())
+
+
+def quantize_bundle(
+    onnx_dir: Path,
+    out_dir: Path,
+    model: str,
+    splits: dict[str, pd.DataFrame],
+    config: QuantizeConfig,
+    batch_size: int,
+    threads: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Write both int8 variants of ``model`` with tokenizer and card; check them; metrics.
+
+    Accuracy is compared with the fp32 graph on validation; batch invariance is measured on the
+    test split, and must hold for the serving variant.
+    """
+    fp32 = onnx_dir / variant_file(model)
+    card = read_model_card(fp32)
+    tokenize = PairTokenizer.load(onnx_dir / TOKENIZER_SUBDIR, card["max_length"])
+    shutil.copytree(onnx_dir / TOKENIZER_SUBDIR, out_dir / TOKENIZER_SUBDIR)
+    calibration = calibration_batches(
+        tokenize, splits["train"], config.calibration_size, config.calibration_batch_size, seed
+    )
+    graphs = {
+        name: out_dir / variant_file(model, name) for name in (DYNAMIC, STATIC, STATIC_SYMMETRIC)
+    }
+    quantize_dynamic_int8(fp32, graphs[DYNAMIC], config)
+    quantize_static_int8(fp32, graphs[STATIC], calibration, config)
+    quantize_static_int8(fp32, graphs[STATIC_SYMMETRIC], calibration, config, symmetric=True)
+    val = splits["val"]
+    labels = val[LABEL].to_numpy()
+    positive = card["class_names"].index(card["positive_label"])
+
+    def score(graph: Path) -> dict[str, float]:
+        return graph_scores(
+            graph, tokenize, val, labels, card["class_names"], positive, batch_size, threads
+        )[0]
+
+    reference = score(fp32)
+    metrics: dict[str, Any] = {"val_fp32": reference, "calibration_pairs": config.calibration_size}
+    for name, graph in graphs.items():
+        scores = score(graph)
+        drop = check_accuracy_drop(name, reference, scores, config.max_accuracy_drop)
+        invariance = batch_invariance(graph, tokenize, splits["test"], batch_size, threads)
+        metrics[name] = {
+            "val": scores,
+            "accuracy_drop": round(drop, 4),
+            "max_abs_probability_diff_batch1_vs_batched": invariance,
+            "megabytes": round(graph.stat().st_size / 2**20, 2),
+        }
+    serving = metrics[config.serving_variant]["max_abs_probability_diff_batch1_vs_batched"]
+    if serving > config.batch_invariance_tolerance:
+        raise QuantizationError(
+            f"{config.serving_variant}: a pair's probability moves by {serving:.2e} between "
+            f"batch 1 and batch {batch_size}, more than quantize.batch_invariance_tolerance="
+            f"{config.batch_invariance_tolerance}"
+        )
+    write_json(
+        out_dir / MODEL_CARD,
+        card
+        | {"graphs": sorted(p.name for p in graphs.values()), "serving": config.serving_variant},
+    )
+    return metrics

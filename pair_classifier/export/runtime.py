@@ -1,0 +1,122 @@
+"""Running exported graphs (ONNX Runtime on the CPU, or any runner) and checking parity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pair_classifier.export.interface import SCORING_INPUTS, SCORING_OUTPUTS, ExportError
+from pair_classifier.export.tokenization import PairTokenizer
+
+Runner = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How far a graph's outputs are from the reference on the same pairs."""
+
+    pairs: int
+    max_abs_score_diff: float
+    max_abs_probability_diff: float
+    prediction_agreement: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pairs": self.pairs,
+            "max_abs_score_diff": self.max_abs_score_diff,
+            "max_abs_probability_diff": self.max_abs_probability_diff,
+            "prediction_agreement": self.prediction_agreement,
+        }
+
+
+class ParityError(ExportError):
+    """An exported graph disagrees with its reference beyond the configured thresholds."""
+
+
+def session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads (0: all cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_batches(
+    run: Any, tokenize: PairTokenizer, pairs: pd.DataFrame, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and probabilities of every pair, in batches of ``batch_size``, input order kept.
+
+    ``run`` maps the four input arrays to (scores, probabilities): an ONNX Runtime session's
+    ``run``, a TensorRT engine, or the PyTorch module.
+    """
+    scores, probabilities = [], []
+    for start in range(0, len(pairs), batch_size):
+        inputs = tokenize(pairs.iloc[start : start + batch_size])
+        batch_scores, batch_probabilities = run(inputs)
+        scores.append(np.asarray(batch_scores, dtype=np.float32))
+        probabilities.append(np.asarray(batch_probabilities, dtype=np.float32))
+    return np.concatenate(scores), np.concatenate(probabilities)
+
+
+def onnx_runner(path: Path, threads: int) -> Any:
+    onnx_session = session(path, threads)
+
+    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        scores, probabilities = onnx_session.run(list(SCORING_OUTPUTS), inputs)
+        return scores, probabilities
+
+    return run
+
+
+def torch_runner(model: Any) -> Runner:
+    """The PyTorch ``ScoringModel`` as a runner (the reference the graphs are checked against)."""
+    import torch
+
+    model = model.eval()
+
+    @torch.inference_mode()
+    def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        scores, probabilities = model(*(torch.from_numpy(inputs[name]) for name in SCORING_INPUTS))
+        return scores.numpy(), probabilities.numpy()
+
+    return run
+
+
+def parity(
+    reference: tuple[np.ndarray, np.ndarray], candidate: tuple[np.ndarray, np.ndarray]
+) -> ParityReport:
+    ref_scores, ref_probabilities = reference
+    scores, probabilities = candidate
+    return ParityReport(
+        pairs=int(len(scores)),
+        max_abs_score_diff=float(np.abs(scores - ref_scores).max()),
+        max_abs_probability_diff=float(np.abs(probabilities - ref_probabilities).max()),
+        prediction_agreement=float(
+            (probabilities.argmax(axis=1) == ref_probabilities.argmax(axis=1)).mean()
+        ),
+    )
+
+
+def check_parity(
+    report: ParityReport, name: str, max_score_diff: float, min_agreement: float
+) -> None:
+    """Fail loudly when a graph's scores or predictions drift from the reference."""
+    problems = []
+    if not report.max_abs_score_diff <= max_score_diff:
+        problems.append(f"max |Δscore| {report.max_abs_score_diff:.3g} > {max_score_diff:.3g}")
+    if report.prediction_agreement < min_agreement:
+        problems.append(
+            f"prediction agreement {report.prediction_agreement:.4f} < {min_agreement:.4f}"
+        )
+    if problems:
+        raise ParityError(
+            f"{name}: parity check failed on {report.pairs} pairs: {'; '.join(problems)}"
+        )

@@ -1,0 +1,54 @@
+"""Stage quantize: int8 student graphs (dynamic for CPU, calibrated static QDQ for serving)."""
+
+from pair_classifier.config import (
+    ExportConfig,
+    QuantizeConfig,
+    TrackingConfig,
+    read_params,
+    section,
+)
+from pair_classifier.constants import (
+    DEPLOYED_MODEL,
+    ONNX_DIR,
+    PREPARED_DIR,
+    QUANTIZE_METRICS,
+    QUANTIZED_DIR,
+    SPLITS,
+)
+from pair_classifier.data.preparation import load_split
+from pair_classifier.errors import exit_on_user_error
+from pair_classifier.export.quantization import quantize_bundle
+from pair_classifier.io_utils import replace_dir_atomically, write_json
+from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
+
+
+def main() -> None:
+    params = read_params()
+    config = section(params, "quantize", QuantizeConfig)
+    export = section(params, "export", ExportConfig)
+    with stage_run("quantize", params, section(params, "tracking", TrackingConfig)):
+        splits = {split: load_split(PREPARED_DIR, split) for split in SPLITS}
+        metrics: dict = {}
+
+        def quantize(staging):
+            metrics.update(
+                quantize_bundle(
+                    ONNX_DIR,
+                    staging,
+                    DEPLOYED_MODEL,
+                    splits,
+                    config,
+                    export.parity_batch_size,
+                    export.threads,
+                    int(params["seed"]),
+                )
+            )
+
+        replace_dir_atomically(QUANTIZED_DIR, quantize)
+        write_json(QUANTIZE_METRICS, metrics)
+        log_metrics(metrics, "quantize.")
+        log_artifacts(QUANTIZED_DIR, "quantized")
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)
