@@ -5,11 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 from tiny_model import make_tiny_bert
 
-from pair_classifier.config import DataConfig, ModelConfig, PrepareConfig, from_mapping
+from pair_classifier.classifier import fit_classifier, pair_feature_matrix
+from pair_classifier.config import (
+    ClassifierConfig,
+    DataConfig,
+    ModelConfig,
+    PrepareConfig,
+    from_mapping,
+)
+from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_SUBDIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MRPC_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
@@ -117,3 +127,48 @@ def in_tmp_dir(tmp_path: Path) -> Path:
     os.chdir(tmp_path)
     yield tmp_path
     os.chdir(previous)
+
+
+def pairs_frame(count: int, seed: int) -> pd.DataFrame:
+    """Synthetic pairs as a prepared split looks (text_a, text_b, label)."""
+    return pd.DataFrame(synthetic_pairs(count, seed), columns=["label", "text_a", "text_b"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread() -> None:
+    """Tiny models gain nothing from threads; one keeps tests quick on a busy machine."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """A complete model folder (bi-encoder + SVM) on the tiny BERT, classes different/same."""
+    from pair_classifier.training import build_bi_encoder
+
+    data = DataConfig(
+        name="t",
+        dir="d",
+        format="tsv",
+        files={"train": "a", "test": "b"},
+        columns={"text_a": "a", "text_b": "b", "label": "l"},
+        labels={"0": "different", "1": "same"},
+        positive_label="same",
+    )
+    model = ModelConfig(name="tiny", pretrained=str(tiny_bert_dir), max_length=32)
+    torch.manual_seed(0)
+    bi_encoder = build_bi_encoder(model, data).eval()
+    train, val = pairs_frame(60, 1), pairs_frame(30, 2)
+    classifier = fit_classifier(
+        pair_feature_matrix(bi_encoder, train, 16),
+        train["label"].to_numpy(),
+        pair_feature_matrix(bi_encoder, val, 16),
+        val["label"].to_numpy(),
+        ClassifierConfig(c_grid=[0.1]),
+        data.class_names,
+        data.positive_label,
+        seed=0,
+    )
+    directory = tmp_path_factory.mktemp("model")
+    bi_encoder.save(directory / BI_ENCODER_SUBDIR)
+    classifier.save(directory / CLASSIFIER_SUBDIR)
+    return directory

@@ -9,58 +9,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, synthetic_pairs
+from conftest import REPO_ROOT, pairs_frame
 from typer.testing import CliRunner
 
-from pair_classifier.classifier import fit_classifier, pair_feature_matrix
 from pair_classifier.cli import app
-from pair_classifier.config import ClassifierConfig, DataConfig, ModelConfig
-from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_SUBDIR
 from pair_classifier.inference import InputError, PairPredictor, read_input_pairs
 
 EXAMPLE = REPO_ROOT / "examples" / "pairs.jsonl"
 
 
-def _frame(count: int, seed: int) -> pd.DataFrame:
-    rows = synthetic_pairs(count, seed)
-    return pd.DataFrame(rows, columns=["label", "text_a", "text_b"])
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
-    from pair_classifier.training import build_bi_encoder
-
-    data = DataConfig(
-        name="t",
-        dir="d",
-        format="tsv",
-        files={"train": "a", "test": "b"},
-        columns={"text_a": "a", "text_b": "b", "label": "l"},
-        labels={"0": "different", "1": "same"},
-        positive_label="same",
-    )
-    model = ModelConfig(name="tiny", pretrained=str(tiny_bert_dir), max_length=32)
-    bi_encoder = build_bi_encoder(model, data).eval()
-    train, val = _frame(60, 1), _frame(30, 2)
-    classifier = fit_classifier(
-        pair_feature_matrix(bi_encoder, train, 16),
-        train["label"].to_numpy(),
-        pair_feature_matrix(bi_encoder, val, 16),
-        val["label"].to_numpy(),
-        ClassifierConfig(c_grid=[0.1]),
-        data.class_names,
-        data.positive_label,
-        seed=0,
-    )
-    directory = tmp_path_factory.mktemp("model")
-    bi_encoder.save(directory / BI_ENCODER_SUBDIR)
-    classifier.save(directory / CLASSIFIER_SUBDIR)
-    return directory
-
-
-def test_predict_cli_writes_labels_and_probabilities(model_dir: Path, tmp_path: Path) -> None:
+def test_predict_cli_writes_labels_and_probabilities(tiny_model_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "predictions.jsonl"
-    result = CliRunner().invoke(app, ["predict", str(model_dir), str(EXAMPLE), str(output)])
+    result = CliRunner().invoke(app, ["predict", str(tiny_model_dir), str(EXAMPLE), str(output)])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     example = pd.read_json(EXAMPLE, lines=True)
@@ -74,21 +34,30 @@ def test_predict_cli_writes_labels_and_probabilities(model_dir: Path, tmp_path: 
         assert record["predicted_label"] == best
 
 
-def test_a_pair_scores_the_same_alone_or_in_a_batch(model_dir: Path) -> None:
-    predictor = PairPredictor.load(model_dir, batch_size=8)
-    frame = _frame(12, 3)
+def test_a_pair_scores_the_same_alone_or_in_a_batch(tiny_model_dir: Path) -> None:
+    predictor = PairPredictor.load(tiny_model_dir, batch_size=8)
+    frame = pairs_frame(12, 3)
     together = predictor.predict_proba(frame)
     alone = [predictor.predict_proba(frame.iloc[[i]])[0] for i in range(len(frame))]
     assert abs(together - alone).max() < 1e-5
 
 
-def test_tsv_input_with_other_column_names(model_dir: Path, tmp_path: Path) -> None:
+def test_tsv_input_with_other_column_names(tiny_model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.tsv"
-    _frame(4, 5).rename(columns={"text_a": "q1", "text_b": "q2"}).to_csv(
+    pairs_frame(4, 5).rename(columns={"text_a": "q1", "text_b": "q2"}).to_csv(
         source, sep="\t", index=False
     )
     output = tmp_path / "out.csv"
-    args = ["predict", str(model_dir), str(source), str(output), "--text-a", "q1", "--text-b", "q2"]
+    args = [
+        "predict",
+        str(tiny_model_dir),
+        str(source),
+        str(output),
+        "--text-a",
+        "q1",
+        "--text-b",
+        "q2",
+    ]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert list(pd.read_csv(output).columns[:3]) == ["label", "q1", "q2"]
 
@@ -113,11 +82,11 @@ def test_bad_input_is_named(tmp_path: Path, content: str, suffix: str, message: 
         read_input_pairs(path)
 
 
-def test_cli_reports_bad_input_without_a_traceback(model_dir: Path, tmp_path: Path) -> None:
+def test_cli_reports_bad_input_without_a_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "out.csv"
     output.write_text("previous predictions\n", encoding="utf-8")
     missing = tmp_path / "missing.csv"
-    result = CliRunner().invoke(app, ["predict", str(model_dir), str(missing), str(output)])
+    result = CliRunner().invoke(app, ["predict", str(tiny_model_dir), str(missing), str(output)])
     assert result.exit_code == 2
     assert "missing.csv: file not found" in result.output
     assert output.read_text(encoding="utf-8") == "previous predictions\n"  # left as it was

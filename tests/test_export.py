@@ -1,0 +1,199 @@
+"""Compression and export on the tiny model: pruning, scoring graph, ONNX parity, int8, TensorRT."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import pairs_frame
+from onnx import numpy_helper
+
+from pair_classifier.classifier import fit_classifier, pair_feature_matrix
+from pair_classifier.compress.pruning import (
+    current_shape,
+    gate_importance,
+    keep_layers,
+    prune_by_importance,
+)
+from pair_classifier.config import ClassifierConfig, ExportConfig, QuantizeConfig, TrtConfig
+from pair_classifier.constants import BI_ENCODER_SUBDIR
+from pair_classifier.export.bundle import export_bundle
+from pair_classifier.export.interface import TOKENIZER_SUBDIR, variant_file
+from pair_classifier.export.quantization import QuantizationError, quantize_bundle
+from pair_classifier.export.runtime import (
+    ParityError,
+    check_parity,
+    onnx_runner,
+    parity,
+    run_batches,
+)
+from pair_classifier.export.scoring import ScoringModel
+from pair_classifier.export.tensorrt_engine import (
+    EngineBuildError,
+    build_trt_bundle,
+    profile_shapes,
+)
+from pair_classifier.export.tokenization import PairTokenizer
+from pair_classifier.inference import PairPredictor
+from pair_classifier.model.bi_encoder import BiEncoder
+
+EXPORT = ExportConfig(threads=1, parity_batch_size=8)
+
+
+def _batch(model: BiEncoder, count: int, seed: int) -> dict[str, torch.Tensor]:
+    frame = pairs_frame(count, seed)
+    a, b = model.tokenize(frame["text_a"].tolist()), model.tokenize(frame["text_b"].tolist())
+    return {
+        "input_ids_a": a["input_ids"],
+        "attention_mask_a": a["attention_mask"],
+        "input_ids_b": b["input_ids"],
+        "attention_mask_b": b["attention_mask"],
+        "labels": torch.tensor(frame["label"].to_numpy()),
+    }
+
+
+def test_structured_pruning_shrinks_and_survives_save_and_load(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    model = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR).train()
+    keep_layers(model.encoder, [1])
+
+    def loss_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits, _, _ = model(*(batch[k] for k in list(batch)[:4]))
+        return torch.nn.functional.cross_entropy(logits, batch["labels"])
+
+    heads, channels = gate_importance(
+        model.encoder, [_batch(model, 16, s) for s in (1, 2)], loss_of
+    )
+    assert heads.shape == (1, 2) and channels.shape == (1, 64)
+    assert channels.sum() > 0  # gradients reached the gates
+    before = sum(p.numel() for p in model.encoder.parameters())
+    shape = prune_by_importance(model.encoder, heads, channels, 1, 24)
+    assert shape == current_shape(model.encoder)
+    assert shape.heads == [1] and shape.ffn_channels == [24]
+    assert sum(p.numel() for p in model.encoder.parameters()) < before
+    model.spec = dataclasses.replace(
+        model.spec, pruned_heads=shape.heads, pruned_ffn_channels=shape.ffn_channels
+    )
+    model.eval().save(tmp_path / "student")
+    loaded = BiEncoder.load(tmp_path / "student")
+    texts = ["the court said", "police denied the claims on day 3 ."]
+    np.testing.assert_allclose(loaded.encode(texts, 2), model.encode(texts, 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["linear", "rbf"])
+def test_scoring_model_reproduces_the_svm(tiny_model_dir: Path, kind: str) -> None:
+    predictor = PairPredictor.load(tiny_model_dir, batch_size=8)
+    train, val = pairs_frame(40, 1), pairs_frame(20, 2)
+    classifier = fit_classifier(
+        pair_feature_matrix(predictor.bi_encoder, train, 8),
+        train["label"].to_numpy(),
+        pair_feature_matrix(predictor.bi_encoder, val, 8),
+        val["label"].to_numpy(),
+        ClassifierConfig(kind=kind, c_grid=[1.0]),
+        ["different", "same"],
+        "same",
+        seed=0,
+    )
+    test = pairs_frame(12, 3)
+    features = pair_feature_matrix(predictor.bi_encoder, test, 8)
+    batch = _batch(predictor.bi_encoder, 12, 3)
+    with torch.no_grad():
+        scores, probabilities = ScoringModel(predictor.bi_encoder, classifier).eval()(
+            *(batch[k] for k in list(batch)[:4])
+        )
+    np.testing.assert_allclose(scores[:, 0], classifier.svm.decision_function(features), atol=1e-4)
+    np.testing.assert_allclose(probabilities, classifier.predict_proba(features), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny model exported as both teacher and student."""
+    directory = tmp_path_factory.mktemp("onnx")
+    metrics = export_bundle(
+        {"teacher": tiny_model_dir, "student": tiny_model_dir},
+        directory,
+        pairs_frame(24, 4),
+        EXPORT,
+    )
+    for name in ("teacher", "student", "student_optimized"):
+        assert metrics[name]["prediction_agreement"] == 1.0
+        assert metrics[name]["max_abs_score_diff"] <= EXPORT.max_abs_score_diff
+    return directory
+
+
+def test_export_folder_is_self_contained(export_dir: Path) -> None:
+    card = json.loads((export_dir / "model.json").read_text())
+    assert card["class_names"] == ["different", "same"]
+    assert card["graphs"] == ["student.onnx", "student.optimized.onnx", "teacher.onnx"]
+    assert (export_dir / TOKENIZER_SUBDIR / "tokenizer.json").is_file()
+    graph = onnx.load(str(export_dir / "student.onnx"))
+    dims = [d.dim_param for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "sequence_a"]
+
+
+def test_parity_check_fails_loudly_on_a_tampered_graph(export_dir: Path, tmp_path: Path) -> None:
+    graph = onnx.load(str(export_dir / "student.onnx"))
+    tampered = 0
+    for initializer in graph.graph.initializer:
+        if initializer.name.startswith("scores."):
+            values = numpy_helper.to_array(initializer)
+            initializer.CopyFrom(numpy_helper.from_array(-values, initializer.name))
+            tampered += 1
+    assert tampered  # the SVM weights are ordinary initialisers of the graph
+    onnx.save(graph, str(tmp_path / "tampered.onnx"))
+    tokenize = PairTokenizer.load(export_dir / TOKENIZER_SUBDIR, 32)
+    pairs = pairs_frame(16, 5)
+    report = parity(
+        run_batches(onnx_runner(export_dir / "student.onnx", 1), tokenize, pairs, 8),
+        run_batches(onnx_runner(tmp_path / "tampered.onnx", 1), tokenize, pairs, 8),
+    )
+    with pytest.raises(
+        ParityError, match=r"tampered: parity check failed on 16 pairs: max \|Δscore\|"
+    ):
+        check_parity(report, "tampered", 1e-4, 1.0)
+
+
+def _splits() -> dict:
+    return {"train": pairs_frame(40, 1), "val": pairs_frame(20, 2), "test": pairs_frame(20, 3)}
+
+
+def test_quantize_writes_int8_variants_and_static_is_batch_invariant(
+    export_dir: Path, tmp_path: Path
+) -> None:
+    config = QuantizeConfig(calibration_size=32, calibration_batch_size=8, max_accuracy_drop=1.0)
+    metrics = quantize_bundle(export_dir, tmp_path, "student", _splits(), config, 8, 1, 0)
+    for variant in ("int8_dynamic", "int8_static", "int8_static_symmetric"):
+        assert (tmp_path / variant_file("student", variant)).is_file()
+        assert 0 <= metrics[variant]["val"]["accuracy"] <= 1
+    assert metrics["int8_static"]["max_abs_probability_diff_batch1_vs_batched"] <= 1e-3
+    assert (tmp_path / TOKENIZER_SUBDIR / "tokenizer.json").is_file()
+
+
+def test_quantize_fails_when_accuracy_drops_beyond_the_bound(
+    export_dir: Path, tmp_path: Path
+) -> None:
+    config = QuantizeConfig(calibration_size=16, calibration_batch_size=8, max_accuracy_drop=-1.0)
+    with pytest.raises(QuantizationError, match=r"int8_dynamic: validation accuracy dropped by"):
+        quantize_bundle(export_dir, tmp_path, "student", _splits(), config, 8, 1, 0)
+
+
+def test_trt_stage_records_its_skip_without_cuda(export_dir: Path, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the skip path does not apply")
+    metrics = build_trt_bundle(export_dir, export_dir, tmp_path, "student", None, TrtConfig(), 8, 1)
+    assert metrics == {"skipped": "no CUDA device"}
+    assert json.loads((tmp_path / "skipped.json").read_text()) == metrics
+
+
+def test_trt_profile_shapes_come_from_config() -> None:
+    shapes = profile_shapes(TrtConfig(min_batch=1, opt_batch=8, max_batch=16, max_sequence=64))
+    assert shapes["input_ids_a"] == ((1, 1), (8, 32), (16, 64))
+    assert set(shapes) == {"input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b"}
+    with pytest.raises(EngineBuildError, match="min <= opt <= max"):
+        profile_shapes(TrtConfig(opt_batch=128, max_batch=64))
