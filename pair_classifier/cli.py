@@ -44,8 +44,9 @@ def download_data_command(
 
 @app.command()
 def predict(
-    model_dir: Annotated[
-        Path, typer.Argument(help="Model folder with bi_encoder/ and classifier/.")
+    model: Annotated[
+        Path,
+        typer.Argument(help="Model folder (bi_encoder/ + classifier/) or an exported .onnx graph."),
     ],
     input_path: Annotated[Path, typer.Argument(help="Pairs to score: .csv, .tsv or .jsonl.")],
     output_path: Annotated[
@@ -59,7 +60,7 @@ def predict(
     from pair_classifier.inference import predict_file
 
     try:
-        predictions = predict_file(model_dir, input_path, output_path, batch_size, text_a, text_b)
+        predictions = predict_file(model, input_path, output_path, batch_size, text_a, text_b)
     except (PairClassifierError, FileNotFoundError) as error:
         _fail(error)
     typer.echo(f"{output_path}: {len(predictions)} pairs scored")

@@ -107,7 +107,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     gradient_clip_val: float = 1.0
-    swap_augmentation: bool = True
+    swap_probability: float = 0.5
     cosine_loss_weight: float = 0.0
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     accelerator: str = "auto"

@@ -1,7 +1,10 @@
-"""Scoring pairs with a trained model folder; needs neither Lightning nor DVC.
+"""Scoring pairs with a trained model; needs neither Lightning nor DVC.
 
-A model folder holds ``bi_encoder/`` (encoder, tokenizer, head) and ``classifier/`` (the SVM):
-everything needed to go from two texts to a label and class probabilities.
+Two kinds of model:
+- a model folder with ``bi_encoder/`` (encoder, tokenizer, head) and ``classifier/`` (the SVM),
+  run with PyTorch and scikit-learn;
+- an exported graph (``artifacts/onnx/*.onnx``, ``artifacts/quantized/*.onnx``) with its
+  ``model.json`` and ``tokenizer/`` beside it, run with ONNX Runtime and ``tokenizers`` only.
 
 Input files: CSV (``.csv``), TSV (``.tsv``) or JSON lines (``.jsonl``) with a header / keys
 ``text_a`` and ``text_b`` (other names by option). Other columns are carried to the output.
@@ -12,23 +15,43 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
-from pair_classifier.classifier import FittedClassifier, pair_feature_matrix
 from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_SUBDIR, TEXT_A, TEXT_B
 from pair_classifier.errors import PairClassifierError
-from pair_classifier.model.bi_encoder import BiEncoder
+
+if TYPE_CHECKING:
+    from pair_classifier.classifier import FittedClassifier
+    from pair_classifier.model.bi_encoder import BiEncoder
 
 PREDICTED_LABEL = "predicted_label"
 PROBABILITY_PREFIX = "probability_"
 SEPARATORS = {".csv": ",", ".tsv": "\t"}
 SUPPORTED_SUFFIXES = (*SEPARATORS, ".jsonl")
+ONNX_SUFFIX = ".onnx"
 
 
 class InputError(PairClassifierError, ValueError):
     """An input file for inference is unusable; the message names file, line and field."""
+
+
+class Predictor(Protocol):
+    class_names: list[str]
+
+    def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray: ...
+
+
+def with_predictions(predictor: Predictor, pairs: pd.DataFrame) -> pd.DataFrame:
+    """The input rows with the predicted label and one probability column per class."""
+    probabilities = predictor.predict_proba(pairs)
+    result = pairs.copy()
+    result[PREDICTED_LABEL] = [predictor.class_names[i] for i in probabilities.argmax(axis=1)]
+    for index, name in enumerate(predictor.class_names):
+        result[f"{PROBABILITY_PREFIX}{name}"] = probabilities[:, index].round(6)
+    return result
 
 
 class PairPredictor:
@@ -43,6 +66,9 @@ class PairPredictor:
 
     @classmethod
     def load(cls, model_dir: Path, batch_size: int) -> PairPredictor:
+        from pair_classifier.classifier import FittedClassifier
+        from pair_classifier.model.bi_encoder import BiEncoder
+
         return cls(
             BiEncoder.load(model_dir / BI_ENCODER_SUBDIR),
             FittedClassifier.load(model_dir / CLASSIFIER_SUBDIR),
@@ -55,17 +81,47 @@ class PairPredictor:
 
     def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray:
         """Class probabilities, one row per pair (columns ``text_a``, ``text_b``)."""
+        from pair_classifier.classifier import pair_feature_matrix
+
         features = pair_feature_matrix(self.bi_encoder, pairs, self.batch_size)
         return self.classifier.predict_proba(features)
 
     def predict(self, pairs: pd.DataFrame) -> pd.DataFrame:
-        """The input rows with the predicted label and one probability column per class."""
-        probabilities = self.predict_proba(pairs)
-        result = pairs.copy()
-        result[PREDICTED_LABEL] = [self.class_names[i] for i in probabilities.argmax(axis=1)]
-        for index, name in enumerate(self.class_names):
-            result[f"{PROBABILITY_PREFIX}{name}"] = probabilities[:, index].round(6)
-        return result
+        return with_predictions(self, pairs)
+
+
+class OnnxPairPredictor:
+    """An exported scoring graph run by ONNX Runtime, tokenised with ``tokenizers``."""
+
+    def __init__(self, graph: Path, batch_size: int, threads: int = 0) -> None:
+        from pair_classifier.export.interface import TOKENIZER_SUBDIR, read_model_card
+        from pair_classifier.export.runtime import onnx_runner
+        from pair_classifier.export.tokenization import PairTokenizer
+
+        card = read_model_card(graph)
+        self.class_names: list[str] = card["class_names"]
+        self.tokenize = PairTokenizer.load(graph.parent / TOKENIZER_SUBDIR, card["max_length"])
+        self.run = onnx_runner(graph, threads)
+        self.batch_size = batch_size
+
+    def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray:
+        from pair_classifier.export.runtime import run_batches
+
+        return run_batches(self.run, self.tokenize, pairs, self.batch_size)[1]
+
+    def predict(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        return with_predictions(self, pairs)
+
+
+def load_predictor(model: Path, batch_size: int) -> PairPredictor | OnnxPairPredictor:
+    """An ``.onnx`` graph runs on ONNX Runtime; a folder is a PyTorch model folder."""
+    if model.suffix == ONNX_SUFFIX:
+        if not model.is_file():
+            raise InputError(f"{model}: file not found")
+        return OnnxPairPredictor(model, batch_size)
+    if not model.is_dir():
+        raise InputError(f"{model}: not a model folder nor an .onnx graph")
+    return PairPredictor.load(model, batch_size)
 
 
 def _suffix(path: Path) -> str:
@@ -126,11 +182,11 @@ def write_predictions(frame: pd.DataFrame, path: Path) -> None:
 
 
 def predict_file(
-    model_dir: Path, input_path: Path, output_path: Path, batch_size: int, text_a: str, text_b: str
+    model: Path, input_path: Path, output_path: Path, batch_size: int, text_a: str, text_b: str
 ) -> pd.DataFrame:
     """Score every pair of ``input_path`` and write them with labels and probabilities."""
     pairs = read_input_pairs(input_path, text_a, text_b)
-    predictions = PairPredictor.load(model_dir, batch_size).predict(pairs)
+    predictions = load_predictor(model, batch_size).predict(pairs)
     predictions = predictions.rename(columns={TEXT_A: text_a, TEXT_B: text_b})
     write_predictions(predictions, output_path)
     return predictions

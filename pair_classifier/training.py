@@ -192,7 +192,7 @@ def train_bi_encoder(
         bi_encoder.tokenizer,
         model_config.max_length,
         train.batch_size,
-        swap_augmentation=train.swap_augmentation and data.symmetric,
+        swap_probability=train.swap_probability if data.symmetric else 0.0,
         num_workers=train.num_workers,
     )
     trainer, best = make_trainer(

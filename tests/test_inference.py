@@ -101,3 +101,32 @@ def test_inference_imports_neither_lightning_nor_dvc() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_predict_with_an_exported_graph_matches_pytorch(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from pair_classifier.config import ExportConfig
+    from pair_classifier.export.bundle import export_bundle
+
+    export_bundle(
+        {"student": tiny_model_dir}, tmp_path / "onnx", pairs_frame(8, 1), ExportConfig(threads=1)
+    )
+    output = tmp_path / "onnx.csv"
+    args = ["predict", str(tmp_path / "onnx/student.onnx"), str(EXAMPLE), str(output)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    reference = PairPredictor.load(tiny_model_dir, 8).predict(pd.read_json(EXAMPLE, lines=True))
+    exported = pd.read_csv(output)
+    assert (exported["predicted_label"] == reference["predicted_label"]).all()
+    assert abs(exported["probability_same"] - reference["probability_same"]).max() < 1e-4
+
+
+def test_onnx_inference_needs_no_torch() -> None:
+    code = (
+        "import sys, pair_classifier.inference as i, pair_classifier.export.runtime, "
+        "pair_classifier.export.tokenization; print('torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import pairs_frame
 
 from pair_classifier.config import DataConfig, ModelConfig
 from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.model.datamodule import PairDataset
 from pair_classifier.model.features import pair_features, pair_features_numpy
 from pair_classifier.model.pooling import mean_pooling
 from pair_classifier.training import build_bi_encoder
@@ -66,3 +68,10 @@ def test_save_and_load_round_trip(bi_encoder: BiEncoder, tmp_path: Path) -> None
 def test_load_rejects_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a saved bi-encoder"):
         BiEncoder.load(tmp_path)
+
+
+def test_swap_augmentation_swaps_texts_not_labels() -> None:
+    frame = pairs_frame(6, 0)
+    original = list(zip(frame["text_a"], frame["text_b"], frame["label"]))
+    assert [PairDataset(frame, 0.0)[i] for i in range(6)] == original
+    assert [PairDataset(frame, 1.0)[i] for i in range(6)] == [(b, a, y) for a, b, y in original]

@@ -178,7 +178,7 @@ def test_repro_writes_metrics_plots_and_model(project: Path) -> None:
     assert sum(evaluation["confusion_matrix"]["paraphrase"].values()) == 40
     assert _json(project / "metrics/data.json")["splits"]["train"]["pairs"] == SLICE["train"]
     train = _json(project / "metrics/train.json")
-    assert train["global_step"] == TINY_TRAIN["epochs"] * math.ceil(2 * SLICE["train"] / 16)
+    assert train["global_step"] == TINY_TRAIN["epochs"] * math.ceil(SLICE["train"] / 16)
     assert train["precision"] == "bf16-mixed"
     for png in ("evaluate/confusion_matrix.png", "evaluate/roc.png", "train/loss.png"):
         assert (project / "plots" / png).stat().st_size > 1000

@@ -180,7 +180,7 @@ def distill_loaders(
     train: pd.DataFrame,
     val: pd.DataFrame,
     config: DistillConfig,
-    swap_augmentation: bool,
+    swap_probability: float,
 ) -> tuple[DataLoader, DataLoader]:
     """Train/val loaders whose batches carry the teacher's vectors."""
     texts = (
@@ -196,7 +196,7 @@ def distill_loaders(
     )
     return (
         DataLoader(
-            PairDataset(train, swap_augmentation),
+            PairDataset(train, swap_probability),
             batch_size=config.batch_size,
             shuffle=True,
             collate_fn=collate,

@@ -48,7 +48,7 @@ def distill_student(
     if train_config.num_threads > 0:
         torch.set_num_threads(train_config.num_threads)
     train, val = load_split(prepared_dir, "train"), load_split(prepared_dir, "val")
-    swap = train_config.swap_augmentation and data.symmetric
+    swap = train_config.swap_probability if data.symmetric else 0.0
     train_loader, val_loader = distill_loaders(teacher, train, val, config, swap)
     student = make_student(
         teacher, config, importance_batches(train_loader, config.importance_batches)

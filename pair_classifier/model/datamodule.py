@@ -18,19 +18,24 @@ Batch = dict[str, torch.Tensor]
 
 
 class PairDataset(Dataset):
-    """(text_a, text_b, label) rows; with ``add_swapped`` also every (text_b, text_a)."""
+    """(text_a, text_b, label) rows; with ``swap_probability`` > 0 a row may come back as (b, a).
 
-    def __init__(self, frame: pd.DataFrame, add_swapped: bool = False) -> None:
-        rows = list(zip(frame[TEXT_A], frame[TEXT_B], frame[LABEL].astype(int)))
-        if add_swapped:
-            rows += [(b, a, label) for a, b, label in rows]
-        self.rows: list[Example] = rows
+    Random swapping (seeded by Lightning's ``seed_everything``) teaches a symmetric task that
+    order does not matter, without making epochs longer.
+    """
+
+    def __init__(self, frame: pd.DataFrame, swap_probability: float = 0.0) -> None:
+        self.rows: list[Example] = list(zip(frame[TEXT_A], frame[TEXT_B], frame[LABEL].astype(int)))
+        self.swap_probability = swap_probability
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> Example:
-        return self.rows[index]
+        a, b, label = self.rows[index]
+        if self.swap_probability and torch.rand(()).item() < self.swap_probability:
+            return b, a, label
+        return a, b, label
 
 
 class PairCollator:
@@ -67,14 +72,14 @@ class PairDataModule(L.LightningDataModule):
         tokenizer: PreTrainedTokenizerBase,
         max_length: int,
         batch_size: int,
-        swap_augmentation: bool,
+        swap_probability: float,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
         self.prepared_dir = prepared_dir
         self.collate = PairCollator(tokenizer, max_length)
         self.batch_size = batch_size
-        self.swap_augmentation = swap_augmentation
+        self.swap_probability = swap_probability
         self.num_workers = num_workers
         self.train_set: PairDataset | None = None
         self.val_set: PairDataset | None = None
@@ -82,7 +87,7 @@ class PairDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set = PairDataset(
-                load_split(self.prepared_dir, "train"), self.swap_augmentation
+                load_split(self.prepared_dir, "train"), self.swap_probability
             )
             self.val_set = PairDataset(load_split(self.prepared_dir, "val"))
 
