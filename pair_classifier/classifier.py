@@ -7,6 +7,7 @@ always agree.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,17 +81,15 @@ def pair_feature_matrix(model: BiEncoder, frame: pd.DataFrame, batch_size: int) 
     return pair_features_numpy(u, v)
 
 
-def build_svm(config: ClassifierConfig, c: float, seed: int) -> Pipeline:
+def build_svm(config: ClassifierConfig, c: float, class_weight: str | None, seed: int) -> Pipeline:
     if config.kind == "linear":
-        svm = LinearSVC(
-            C=c, class_weight=config.class_weight, max_iter=config.max_iter, random_state=seed
-        )
+        svm = LinearSVC(C=c, class_weight=class_weight, max_iter=config.max_iter, random_state=seed)
     else:
         svm = SVC(
             C=c,
             kernel="rbf",
             gamma=config.gamma,
-            class_weight=config.class_weight,
+            class_weight=class_weight,
             max_iter=config.max_iter,
         )
     return make_pipeline(StandardScaler(), svm) if config.standardize else make_pipeline(svm)
@@ -106,27 +105,27 @@ def fit_classifier(
     positive_label: str,
     seed: int,
 ) -> FittedClassifier:
-    """Fit one SVM per C, keep the best on validation, calibrate its scores on validation."""
+    """Fit one SVM per (C, class weight), keep the best on validation, calibrate it there."""
     positive = class_names.index(positive_label)
     candidates = []
-    for c in config.c_grid:
-        svm = build_svm(config, c, seed).fit(train_features, train_labels)
-        scores = score_predictions(
-            val_labels, svm.predict(val_features), None, class_names, positive
-        )
-        candidates.append((scores[config.selection_metric], c, svm, scores))
-    _, best_c, best_svm, _ = max(candidates, key=lambda candidate: candidate[0])
+    for c, class_weight in itertools.product(config.c_grid, config.class_weights):
+        svm = build_svm(config, c, class_weight, seed).fit(train_features, train_labels)
+        predicted = svm.predict(val_features)
+        scores = score_predictions(val_labels, predicted, None, class_names, positive)
+        name = f"C={c} class_weight={class_weight}"
+        candidates.append((scores[config.selection_metric], name, svm, scores))
+    _, best_name, best_svm, _ = max(candidates, key=lambda candidate: candidate[0])
     calibrated = CalibratedClassifierCV(FrozenEstimator(best_svm), method="sigmoid").fit(
         val_features, val_labels
     )
     probabilities = calibrated.predict_proba(val_features)
     report = {
         "kind": config.kind,
-        "selected_c": best_c,
+        "selected": best_name,
         "val": score_predictions(
             val_labels, probabilities.argmax(axis=1), probabilities, class_names, positive
         ),
-        "grid": {str(c): scores for _, c, _, scores in candidates},
+        "grid": {name: scores for _, name, _, scores in candidates},
     }
     return FittedClassifier(calibrated, class_names, positive_label, report)
 

@@ -94,7 +94,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    cpu: str = "bf16-mixed"
+    cpu: str = "32-true"
     cuda: str = "16-mixed"
 
 
@@ -148,7 +148,7 @@ class ClassifierConfig:
     c_grid: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     gamma: str | float = "scale"
     standardize: bool = True
-    class_weight: str | None = None
+    class_weights: list[str | None] = field(default_factory=lambda: [None])
     selection_metric: Literal["accuracy", "f1"] = "accuracy"
     max_iter: int = 20000
     batch_size: int = 64

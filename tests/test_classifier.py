@@ -27,8 +27,11 @@ def _fit(kind: str = "linear") -> FittedClassifier:
 
 def test_selects_c_on_validation_and_separates_classes() -> None:
     classifier = _fit()
-    assert classifier.report["selected_c"] in (0.001, 1.0)
-    assert set(classifier.report["grid"]) == {"0.001", "1.0"}
+    assert classifier.report["selected"] in classifier.report["grid"]
+    assert set(classifier.report["grid"]) == {
+        "C=0.001 class_weight=None",
+        "C=1.0 class_weight=None",
+    }
     assert classifier.report["val"]["accuracy"] > 0.9
     labels, probabilities = predict(classifier, _blobs(50, 2)[0])
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
