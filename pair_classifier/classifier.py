@@ -112,7 +112,7 @@ def fit_classifier(
         svm = build_svm(config, c, class_weight, seed).fit(train_features, train_labels)
         predicted = svm.predict(val_features)
         scores = score_predictions(val_labels, predicted, None, class_names, positive)
-        name = f"C={c} class_weight={class_weight}"
+        name = f"C{c}_{class_weight or 'unweighted'}"
         candidates.append((scores[config.selection_metric], name, svm, scores))
     _, best_name, best_svm, _ = max(candidates, key=lambda candidate: candidate[0])
     calibrated = CalibratedClassifierCV(FrozenEstimator(best_svm), method="sigmoid").fit(
