@@ -183,6 +183,8 @@ class QuantizeConfig:
     max_accuracy_drop: float = 0.01
     batch_invariance_tolerance: float = 1.0e-3
     serving_variant: Literal["int8_static", "int8_dynamic"] = "int8_static"
+    include_nodes: str = r"/layer\.\d+/"
+    symmetric_exclude_nodes: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pandas as pd
 from pair_classifier.config import QuantizeConfig
 from pair_classifier.constants import LABEL
 from pair_classifier.errors import PairClassifierError
-from pair_classifier.evaluation import score_predictions
+from pair_classifier.evaluation import DECIMALS, score_predictions
 from pair_classifier.export.interface import (
     MODEL_CARD,
     TOKENIZER_SUBDIR,
@@ -30,7 +31,7 @@ from pair_classifier.export.runtime import onnx_runner, run_batches
 from pair_classifier.export.tokenization import PairTokenizer
 from pair_classifier.io_utils import write_json
 
-QUANTIZED_OPS = ["MatMul", "Gemm"]
+QUANTIZED_OPS = ("MatMul", "Gemm")
 DYNAMIC = "int8_dynamic"
 STATIC = "int8_static"
 STATIC_SYMMETRIC = "int8_static_symmetric"  # signed, zero-point 0: what TensorRT accepts
@@ -48,6 +49,20 @@ def calibration_batches(
     return [tokenize(sample.iloc[i : i + batch_size]) for i in range(0, len(sample), batch_size)]
 
 
+def quantizable_nodes(graph: Path, include: str, exclude: str | None = None) -> list[str]:
+    """Names of the MatMul/Gemm nodes matching ``include`` (regex) and not ``exclude``."""
+    import onnx
+
+    nodes = onnx.load(str(graph), load_external_data=False).graph.node
+    return [
+        node.name
+        for node in nodes
+        if node.op_type in QUANTIZED_OPS
+        and re.search(include, node.name)
+        and not (exclude and re.search(exclude, node.name))
+    ]
+
+
 def _quant_type(name: str) -> Any:
     from onnxruntime.quantization import QuantType
 
@@ -62,7 +77,7 @@ def quantize_dynamic_int8(source: Path, target: Path, config: QuantizeConfig) ->
         str(target),
         per_channel=config.per_channel,
         weight_type=_quant_type(config.weight_type),
-        op_types_to_quantize=QUANTIZED_OPS,
+        nodes_to_quantize=quantizable_nodes(source, config.include_nodes),
     )
 
 
@@ -77,6 +92,8 @@ def quantize_static_int8(
 
     ``symmetric`` makes activations signed int8 with zero-point 0, as TensorRT requires; the
     default follows the config (unsigned activations are ONNX Runtime's fast path on x86).
+    Symmetric int8 suits zero-centred activations only, so the nodes matching
+    ``symmetric_exclude_nodes`` (one-sided or wide-range inputs) stay in float there.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -105,7 +122,9 @@ def quantize_static_int8(
         per_channel=config.per_channel,
         activation_type=_quant_type("qint8" if symmetric else config.activation_type),
         weight_type=_quant_type("qint8" if symmetric else config.weight_type),
-        op_types_to_quantize=QUANTIZED_OPS,
+        nodes_to_quantize=quantizable_nodes(
+            source, config.include_nodes, config.symmetric_exclude_nodes if symmetric else None
+        ),
         calibrate_method=methods[config.calibration_method],
         extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
     )
@@ -133,7 +152,7 @@ def check_accuracy_drop(
     name: str, fp32: dict[str, float], int8: dict[str, float], bound: float
 ) -> float:
     """How many accuracy points int8 lost against fp32; fails beyond ``bound``."""
-    drop = fp32["accuracy"] - int8["accuracy"]
+    drop = round(fp32["accuracy"] - int8["accuracy"], DECIMALS)
     if drop > bound:
         raise QuantizationError(
             f"{name}: validation accuracy dropped by {drop:.4f} ({fp32['accuracy']:.4f} -> "
