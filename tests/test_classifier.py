@@ -29,8 +29,8 @@ def test_selects_c_on_validation_and_separates_classes() -> None:
     classifier = _fit()
     assert classifier.report["selected"] in classifier.report["grid"]
     assert set(classifier.report["grid"]) == {
-        "C=0.001 class_weight=None",
-        "C=1.0 class_weight=None",
+        "C0.001_unweighted",
+        "C1.0_unweighted",
     }
     assert classifier.report["val"]["accuracy"] > 0.9
     labels, probabilities = predict(classifier, _blobs(50, 2)[0])

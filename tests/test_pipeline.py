@@ -45,9 +45,13 @@ TINY_TRAIN = {
     "num_threads": 1,
     "early_stopping_patience": 100,
     "log_every_n_steps": 2,
+    # The default CPU precision is 32-true (fastest on CPUs without bf16 units); the test
+    # exercises the mixed-precision path the config offers.
+    "precision": {"cpu": "bf16-mixed", "cuda": "16-mixed"},
 }
 TINY_DISTILL = {"keep_layers": [1], "heads_per_layer": 1, "ffn_channels_per_layer": 32, "epochs": 1}
-# Root-config overrides: tiny graphs run fastest on one thread, and fewer latency samples.
+# Root-config overrides: tiny graphs run fastest on one thread, fewer latency samples, and
+# system metrics sampled often enough that a few-second stage records some.
 ONE_THREAD = """
 export:
   threads: 1
@@ -56,6 +60,8 @@ benchmark:
   latency_pairs: 20
 quantize:
   calibration_size: 64
+tracking:
+  system_metrics_interval_s: 0.5
 """
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "test",
@@ -179,7 +185,7 @@ def test_repro_writes_metrics_plots_and_model(project: Path) -> None:
     assert _json(project / "metrics/data.json")["splits"]["train"]["pairs"] == SLICE["train"]
     train = _json(project / "metrics/train.json")
     assert train["global_step"] == TINY_TRAIN["epochs"] * math.ceil(SLICE["train"] / 16)
-    assert train["precision"] == "bf16-mixed"
+    assert train["precision"] == TINY_TRAIN["precision"]["cpu"]
     for png in ("evaluate/confusion_matrix.png", "evaluate/roc.png", "train/loss.png"):
         assert (project / "plots" / png).stat().st_size > 1000
     for part in ("bi_encoder/encoder/config.json", "bi_encoder/head.pt", "classifier/svm.joblib"):
