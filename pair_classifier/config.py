@@ -115,6 +115,7 @@ class TrainConfig:
     strategy: str = "auto"
     num_threads: int = 0
     num_workers: int = 0
+    group_by_length: bool = True
     checkpoint_every_n_steps: int = 50
     monitor: str = "val_acc"
     monitor_mode: Literal["min", "max"] = "max"
@@ -128,6 +129,8 @@ class DistillConfig:
     heads_per_layer: int = 0  # 0: keep all
     ffn_channels_per_layer: int = 0  # 0: keep all
     importance_batches: int = 16
+    augment_copies: int = 0  # perturbed, unlabelled copies of the training pairs
+    augment_word_dropout: float = 0.1
     epochs: int = 3
     batch_size: int = 32
     lr: float = 1.0e-4

@@ -194,6 +194,7 @@ def train_bi_encoder(
         train.batch_size,
         swap_probability=train.swap_probability if data.symmetric else 0.0,
         num_workers=train.num_workers,
+        group_by_length=train.group_by_length,
     )
     trainer, best = make_trainer(
         train, train.epochs, run.checkpoint_dir, train.monitor, train.monitor_mode, loggers

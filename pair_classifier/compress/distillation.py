@@ -5,6 +5,8 @@ FFN channels pruned away (structured). Distillation (Lightning): MSE between stu
 sentence vectors, KL between their softened head distributions (temperature T, scaled by T^2),
 plus cross-entropy on the labels; weights from config. The teacher's vectors are computed once
 before training (it is frozen), so an epoch costs only the student's forward and backward.
+Perturbed, unlabelled copies of the training pairs (``augment_copies``) widen what the student
+sees of the teacher; cross-entropy skips them.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import get_linear_schedule_with_warmup
 
+from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs
 from pair_classifier.compress.pruning import gate_importance, keep_layers, prune_by_importance
 from pair_classifier.config import DistillConfig
 from pair_classifier.constants import TEXT_A, TEXT_B
 from pair_classifier.model.bi_encoder import BiEncoder
-from pair_classifier.model.datamodule import PairCollator, PairDataset
+from pair_classifier.model.datamodule import PairCollator, PairDataset, train_sampler
 from pair_classifier.model.features import pair_features
 
 
@@ -89,6 +92,14 @@ def make_student(teacher: BiEncoder, config: DistillConfig, batches: list[dict])
     return student
 
 
+def labelled_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the labelled rows only; zero (with a gradient) when there are none."""
+    labelled = labels != UNLABELLED
+    if not labelled.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[labelled], labels[labelled])
+
+
 class DistillationModule(L.LightningModule):
     """Trains the student against the teacher's vectors and softened head outputs."""
 
@@ -131,7 +142,7 @@ class DistillationModule(L.LightningModule):
             )
             * t
             * t,
-            "ce": F.cross_entropy(logits.float(), batch["labels"]),
+            "ce": labelled_cross_entropy(logits.float(), batch["labels"]),
         }
         total = (
             self.config.mse_weight * losses["mse"]
@@ -181,27 +192,36 @@ def distill_loaders(
     val: pd.DataFrame,
     config: DistillConfig,
     swap_probability: float,
-) -> tuple[DataLoader, DataLoader]:
-    """Train/val loaders whose batches carry the teacher's vectors."""
-    texts = (
-        train[TEXT_A].tolist()
-        + train[TEXT_B].tolist()
-        + val[TEXT_A].tolist()
-        + val[TEXT_B].tolist()
-    )
+    group_by_length: bool,
+    seed: int,
+) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Loaders whose batches carry the teacher's vectors: train (with the augmented copies),
+    val, and the labelled training pairs alone (for head and channel importance)."""
+    augmented = augmented_pairs(train, config.augment_copies, config.augment_word_dropout, seed)
+    texts = [text for frame in (train, augmented, val) for text in frame[TEXT_A]] + [
+        text for frame in (train, augmented, val) for text in frame[TEXT_B]
+    ]
     collate = DistillCollator(
         teacher.tokenizer,
         teacher.spec.max_length,
         TeacherVectors(teacher, texts, config.batch_size),
     )
-    return (
-        DataLoader(
-            PairDataset(train, swap_probability),
+
+    def loader(frame: pd.DataFrame, swap: float, shuffle: bool) -> DataLoader:
+        dataset = PairDataset(frame, swap)
+        sampler = train_sampler(dataset, config.batch_size, group_by_length) if shuffle else None
+        return DataLoader(
+            dataset,
             batch_size=config.batch_size,
-            shuffle=True,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             collate_fn=collate,
-        ),
-        DataLoader(PairDataset(val), batch_size=config.batch_size, collate_fn=collate),
+        )
+
+    return (
+        loader(pd.concat([train, augmented], ignore_index=True), swap_probability, True),
+        loader(val, 0.0, False),
+        loader(train, 0.0, True),
     )
 
 

@@ -49,9 +49,11 @@ def distill_student(
         torch.set_num_threads(train_config.num_threads)
     train, val = load_split(prepared_dir, "train"), load_split(prepared_dir, "val")
     swap = train_config.swap_probability if data.symmetric else 0.0
-    train_loader, val_loader = distill_loaders(teacher, train, val, config, swap)
+    train_loader, val_loader, labelled_loader = distill_loaders(
+        teacher, train, val, config, swap, train_config.group_by_length, seed
+    )
     student = make_student(
-        teacher, config, importance_batches(train_loader, config.importance_batches)
+        teacher, config, importance_batches(labelled_loader, config.importance_batches)
     )
     module = DistillationModule(student, teacher.head, config)
     trainer, best = make_trainer(
@@ -80,6 +82,7 @@ def distill_student(
         "ffn_channels_per_layer": student.spec.pruned_ffn_channels,
         "fit_seconds": round(seconds, 1),
         "epochs": trainer.current_epoch,
+        "training_pairs": len(train_loader.dataset),
         f"best_{config.monitor}_head": float(best.best_model_score),
         "classifier": classifier.report,
     }

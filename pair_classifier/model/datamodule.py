@@ -7,8 +7,9 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pair_classifier.constants import LABEL, TEXT_A, TEXT_B
 from pair_classifier.data.preparation import load_split
@@ -31,11 +32,26 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def lengths(self) -> list[int]:
+        """Characters of both texts of each row: a cheap stand-in for its padded cost."""
+        return [len(a) + len(b) for a, b, _ in self.rows]
+
     def __getitem__(self, index: int) -> Example:
         a, b, label = self.rows[index]
         if self.swap_probability and torch.rand(()).item() < self.swap_probability:
             return b, a, label
         return a, b, label
+
+
+def train_sampler(dataset: PairDataset, batch_size: int, group_by_length: bool) -> Sampler | None:
+    """Shuffled batches of similar length (less padding, faster epochs), or plain shuffling.
+
+    transformers' ``LengthGroupedSampler``: a random permutation cut into mega-batches of 50
+    batches, each sorted by length, so batches stay random but pad little.
+    """
+    if not group_by_length:
+        return None
+    return LengthGroupedSampler(batch_size, lengths=dataset.lengths())
 
 
 class PairCollator:
@@ -74,6 +90,7 @@ class PairDataModule(L.LightningDataModule):
         batch_size: int,
         swap_probability: float,
         num_workers: int = 0,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         self.prepared_dir = prepared_dir
@@ -81,6 +98,7 @@ class PairDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.swap_probability = swap_probability
         self.num_workers = num_workers
+        self.group_by_length = group_by_length
         self.train_set: PairDataset | None = None
         self.val_set: PairDataset | None = None
 
@@ -92,10 +110,12 @@ class PairDataModule(L.LightningDataModule):
             self.val_set = PairDataset(load_split(self.prepared_dir, "val"))
 
     def train_dataloader(self) -> DataLoader:
+        sampler = train_sampler(self.train_set, self.batch_size, self.group_by_length)
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
+            shuffle=sampler is None,
+            sampler=sampler,
             collate_fn=self.collate,
             num_workers=self.num_workers,
         )
