@@ -109,6 +109,7 @@ class TrainConfig:
     gradient_clip_val: float = 1.0
     swap_probability: float = 0.5
     cosine_loss_weight: float = 0.0
+    freeze_word_embeddings: bool = True
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     accelerator: str = "auto"
     devices: int = 1

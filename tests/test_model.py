@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from conftest import pairs_frame
 
-from pair_classifier.config import DataConfig, ModelConfig
+from pair_classifier.config import DataConfig, ModelConfig, TrainConfig
 from pair_classifier.model.bi_encoder import BiEncoder
-from pair_classifier.model.datamodule import PairDataset
+from pair_classifier.model.datamodule import PairDataset, train_sampler
 from pair_classifier.model.features import pair_features, pair_features_numpy
+from pair_classifier.model.lightning_module import BiEncoderModule
 from pair_classifier.model.pooling import mean_pooling
 from pair_classifier.training import build_bi_encoder
 
@@ -75,3 +77,42 @@ def test_swap_augmentation_swaps_texts_not_labels() -> None:
     original = list(zip(frame["text_a"], frame["text_b"], frame["label"]))
     assert [PairDataset(frame, 0.0)[i] for i in range(6)] == original
     assert [PairDataset(frame, 1.0)[i] for i in range(6)] == [(b, a, y) for a, b, y in original]
+
+
+def _optimized_parameters(module: BiEncoderModule) -> set[int]:
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    return {id(p) for group in groups for p in group["params"]}
+
+
+def test_frozen_word_embeddings_are_left_out_of_the_optimizer(bi_encoder: BiEncoder) -> None:
+    train = TrainConfig(epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3)
+    module = BiEncoderModule(bi_encoder, train)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    table = bi_encoder.encoder.get_input_embeddings().weight
+    assert not table.requires_grad and id(table) not in _optimized_parameters(module)
+    assert {id(p) for p in bi_encoder.head.parameters()} <= _optimized_parameters(module)
+
+
+def test_word_embeddings_train_when_not_frozen(bi_encoder: BiEncoder) -> None:
+    train = TrainConfig(epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3, freeze_word_embeddings=False)
+    module = BiEncoderModule(bi_encoder, train)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    assert id(bi_encoder.encoder.get_input_embeddings().weight) in _optimized_parameters(module)
+
+
+def test_length_grouped_batches_pad_less() -> None:
+    frame = pairs_frame(400, 0)
+    frame["text_a"] = [text * (1 + i % 5) for i, text in enumerate(frame["text_a"])]
+    dataset = PairDataset(frame)
+    lengths = dataset.lengths()
+
+    def batch_spread(sampler: object) -> float:
+        order = list(iter(sampler))
+        batches = [order[i : i + 8] for i in range(0, len(order), 8)]
+        return float(np.mean([np.ptp([lengths[i] for i in batch]) for batch in batches]))
+
+    torch.manual_seed(0)
+    grouped = train_sampler(dataset, 8, group_by_length=True)
+    assert sorted(iter(grouped)) == list(range(len(dataset)))  # every row once per epoch
+    assert batch_spread(grouped) < 0.5 * batch_spread(torch.randperm(len(dataset)).tolist())
+    assert train_sampler(dataset, 8, group_by_length=False) is None

@@ -26,6 +26,10 @@ class BiEncoderModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.train_config = train
+        if train.freeze_word_embeddings:
+            # A small labelled set moves only the rows of its own words; freezing the table keeps
+            # unseen words consistent with seen ones and skips a dense 30k-row update every step.
+            model.encoder.get_input_embeddings().requires_grad_(False)
         # Recorded in checkpoints; the tracking run already holds the params (logger=False).
         self.save_hyperparameters(
             {"train": asdict(train), "spec": asdict(model.spec)}, logger=False
@@ -77,7 +81,7 @@ class BiEncoderModule(L.LightningModule):
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         groups = []
         for part, lr in ((self.model.encoder, config.lr), (self.model.head, config.head_lr)):
-            named = list(part.named_parameters())
+            named = [(n, p) for n, p in part.named_parameters() if p.requires_grad]
             groups.append(
                 {
                     "params": [p for n, p in named if not n.endswith(no_decay)],
