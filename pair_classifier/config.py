@@ -184,11 +184,12 @@ class QuantizeConfig:
     per_channel: bool = True
     activation_type: Literal["quint8", "qint8"] = "quint8"
     weight_type: Literal["quint8", "qint8"] = "qint8"
+    reduce_range: bool = True  # 7-bit weights: no u8*s8 overflow on CPUs without VNNI
     max_accuracy_drop: float = 0.01
     batch_invariance_tolerance: float = 1.0e-3
     serving_variant: Literal["int8_static", "int8_dynamic"] = "int8_static"
     include_nodes: str = r"/layer\.\d+/"
-    symmetric_exclude_nodes: str | None = None
+    static_exclude_nodes: str | None = None
 
 
 @dataclass(frozen=True)
