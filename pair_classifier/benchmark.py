@@ -2,7 +2,9 @@
 
 Every variant scores the same split, tokenisation included: throughput on length-sorted batches
 (pairs/s), latency p50/p95 of single pairs, accuracy and F1, size on disk, and peak memory.
-Each variant runs in its own fresh process, so its peak memory is its own.
+Each variant runs in its own fresh process, so its peak memory is its own. Throughput is the
+median of several passes over the split: on a shared 2-core machine one pass of a few seconds
+varies by ±20 % from run to run, the median of three by far less.
 """
 
 from __future__ import annotations
@@ -84,9 +86,12 @@ def measure(
     pairs = length_sorted(pairs)
     warmup = pairs.iloc[: config.batch_size * config.warmup_batches]
     run_batches(run, tokenize, warmup, config.batch_size)
-    started = time.perf_counter()
-    _, probabilities = run_batches(run, tokenize, pairs, config.batch_size)
-    seconds = time.perf_counter() - started
+    pass_seconds = []
+    for _ in range(config.throughput_passes):
+        started = time.perf_counter()
+        _, probabilities = run_batches(run, tokenize, pairs, config.batch_size)
+        pass_seconds.append(time.perf_counter() - started)
+    seconds = float(np.median(pass_seconds))
     sample = pairs.sample(n=min(config.latency_pairs, len(pairs)), random_state=0)
     latencies = []
     for index in range(len(sample)):
@@ -100,6 +105,7 @@ def measure(
     )
     return {
         "throughput_pairs_per_s": round(len(pairs) / seconds, 1),
+        "throughput_spread": round((max(pass_seconds) - min(pass_seconds)) / seconds, 3),
         "latency_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "latency_p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "accuracy": scores["accuracy"],

@@ -15,6 +15,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -22,7 +23,14 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from pair_classifier.config import ClassifierConfig
-from pair_classifier.constants import CLASSIFIER_CONFIG, CLASSIFIER_FILE, LABEL, TEXT_A, TEXT_B
+from pair_classifier.constants import (
+    CLASSIFIER_CONFIG,
+    CLASSIFIER_FILE,
+    JOBLIB_ALL_CORES,
+    LABEL,
+    TEXT_A,
+    TEXT_B,
+)
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.bi_encoder import BiEncoder
@@ -105,11 +113,19 @@ def fit_classifier(
     positive_label: str,
     seed: int,
 ) -> FittedClassifier:
-    """Fit one SVM per (C, class weight), keep the best on validation, calibrate it there."""
+    """Fit one SVM per (C, class weight), keep the best on validation, calibrate it there.
+
+    The grid points are fitted in threads: libsvm and liblinear release the GIL while fitting,
+    so the features are shared rather than copied to worker processes.
+    """
     positive = class_names.index(positive_label)
+    grid = list(itertools.product(config.c_grid, config.class_weights))
+    fitted = Parallel(n_jobs=config.threads or JOBLIB_ALL_CORES, prefer="threads")(
+        delayed(build_svm(config, c, class_weight, seed).fit)(train_features, train_labels)
+        for c, class_weight in grid
+    )
     candidates = []
-    for c, class_weight in itertools.product(config.c_grid, config.class_weights):
-        svm = build_svm(config, c, class_weight, seed).fit(train_features, train_labels)
+    for (c, class_weight), svm in zip(grid, fitted):
         predicted = svm.predict(val_features)
         scores = score_predictions(val_labels, predicted, None, class_names, positive)
         name = f"C{c}_{class_weight or 'unweighted'}"

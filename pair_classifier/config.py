@@ -156,6 +156,7 @@ class ClassifierConfig:
     selection_metric: Literal["accuracy", "f1"] = "accuracy"
     max_iter: int = 20000
     batch_size: int = 64
+    threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,14 @@ class BenchmarkConfig:
     batch_size: int = 32
     latency_pairs: int = 200
     warmup_batches: int = 3
+    throughput_passes: int = 3
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.throughput_passes < 1:
+            raise ConfigError(
+                f"benchmark.throughput_passes: need at least 1, got {self.throughput_passes}"
+            )
 
 
 @dataclass(frozen=True)

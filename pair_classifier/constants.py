@@ -63,3 +63,4 @@ BENCHMARK_PLOTS_DIR = PLOTS_DIR / "benchmark"
 DVCLIVE_DISTILL_DIR = Path("dvclive/distill")
 DEPLOYED_MODEL = "student"  # the model the compression chain exports, quantises and serves
 TEACHER_MODEL = "teacher"
+JOBLIB_ALL_CORES = -1  # joblib's n_jobs for "one worker per core"

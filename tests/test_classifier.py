@@ -49,3 +49,21 @@ def test_save_and_load(tmp_path: Path) -> None:
     x = _blobs(20, 3)[0]
     np.testing.assert_array_equal(loaded.predict_proba(x), classifier.predict_proba(x))
     assert loaded.class_names == CLASSES and loaded.report == classifier.report
+
+
+def test_grid_fitted_in_threads_matches_one_at_a_time() -> None:
+    (x, y), (vx, vy) = _blobs(200, 0), _blobs(80, 1)
+    reports = [
+        fit_classifier(
+            x,
+            y,
+            vx,
+            vy,
+            ClassifierConfig(kind="rbf", c_grid=[0.1, 1.0, 10.0], threads=threads),
+            CLASSES,
+            "paraphrase",
+            seed=0,
+        ).report
+        for threads in (1, 2)
+    ]
+    assert reports[0] == reports[1]

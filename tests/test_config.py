@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from pair_classifier.config import (
+    BenchmarkConfig,
     ConfigError,
     DataConfig,
     ModelConfig,
@@ -57,6 +58,12 @@ def test_positive_label_must_be_a_class() -> None:
     params = compose_params(["data.positive_label=yes"])
     with pytest.raises(ConfigError, match="data.positive_label: 'yes' is not one of"):
         section(params, "data", DataConfig)
+
+
+def test_benchmark_needs_a_throughput_pass() -> None:
+    params = compose_params(["benchmark.throughput_passes=0"])
+    with pytest.raises(ConfigError, match="benchmark.throughput_passes: need at least 1, got 0"):
+        section(params, "benchmark", BenchmarkConfig)
 
 
 def test_missing_params_file(tmp_path: Path) -> None:

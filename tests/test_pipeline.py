@@ -58,6 +58,7 @@ export:
 benchmark:
   threads: 1
   latency_pairs: 20
+  throughput_passes: 2
 quantize:
   calibration_size: 64
 tracking:
@@ -170,6 +171,7 @@ def test_compression_chain_outputs(project: Path) -> None:
         "onnx_int8_static_student",
     }
     assert benchmark["speedup_vs_pytorch_fp32_teacher"]["pytorch_fp32_teacher"] == 1.0
+    assert all(v["throughput_spread"] >= 0 for v in benchmark["variants"].values())
     assert (project / "plots/benchmark/pareto.png").stat().st_size > 1000
     card = _json(project / "artifacts/onnx/model.json")
     assert card["class_names"] == ["not_paraphrase", "paraphrase"]
