@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from conftest import pairs_frame
+from torch.utils.data import RandomSampler
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs, drop_words
-from pair_classifier.compress.distillation import labelled_cross_entropy
-from pair_classifier.constants import LABEL, TEXT_A, TEXT_B
+from pair_classifier.compress.distillation import distill_loaders, labelled_cross_entropy
+from pair_classifier.config import DistillConfig
+from pair_classifier.constants import BI_ENCODER_SUBDIR, LABEL, TEXT_A, TEXT_B
+from pair_classifier.model.bi_encoder import BiEncoder
 
 PAIRS = pd.DataFrame(
     {
@@ -49,3 +56,21 @@ def test_cross_entropy_skips_unlabelled_rows() -> None:
     assert none.item() == 0.0
     none.backward()
     assert logits.grad is not None and not logits.grad.any()
+
+
+def test_loaders_group_training_batches_by_length_but_not_importance_batches(
+    tiny_model_dir: Path,
+) -> None:
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+    config = DistillConfig(keep_layers=[0], batch_size=8, augment_copies=1)
+    train, val = pairs_frame(40, 1), pairs_frame(16, 2)
+    training, validation, labelled = distill_loaders(
+        teacher, train, val, config, swap_probability=0.5, group_by_length=True, seed=0
+    )
+    assert isinstance(training.sampler, LengthGroupedSampler)
+    assert len(training.dataset) == 2 * len(train)  # one augmented copy
+    assert isinstance(labelled.sampler, RandomSampler)  # plain shuffle: all lengths
+    assert len(labelled.dataset) == len(train)
+    batch = next(iter(validation))
+    assert batch["teacher_u"].shape == (8, teacher.embedding_dim)
+    assert torch.equal(batch["labels"], torch.tensor(val[LABEL].to_numpy()[:8]))

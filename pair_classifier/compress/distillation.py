@@ -207,9 +207,9 @@ def distill_loaders(
         TeacherVectors(teacher, texts, config.batch_size),
     )
 
-    def loader(frame: pd.DataFrame, swap: float, shuffle: bool) -> DataLoader:
+    def loader(frame: pd.DataFrame, swap: float, shuffle: bool, by_length: bool) -> DataLoader:
         dataset = PairDataset(frame, swap)
-        sampler = train_sampler(dataset, config.batch_size, group_by_length) if shuffle else None
+        sampler = train_sampler(dataset, config.batch_size, by_length) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=config.batch_size,
@@ -218,10 +218,17 @@ def distill_loaders(
             collate_fn=collate,
         )
 
+    # Importance is estimated on a few batches: plain shuffling keeps them representative of
+    # all lengths (length-grouped batches would favour whichever lengths come first).
     return (
-        loader(pd.concat([train, augmented], ignore_index=True), swap_probability, True),
-        loader(val, 0.0, False),
-        loader(train, 0.0, True),
+        loader(
+            pd.concat([train, augmented], ignore_index=True),
+            swap_probability,
+            shuffle=True,
+            by_length=group_by_length,
+        ),
+        loader(val, 0.0, shuffle=False, by_length=False),
+        loader(train, 0.0, shuffle=True, by_length=False),
     )
 
 
