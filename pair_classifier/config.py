@@ -110,6 +110,7 @@ class TrainConfig:
     swap_probability: float = 0.5
     cosine_loss_weight: float = 0.0
     freeze_word_embeddings: bool = True
+    freeze_bottom_layers: int = 0
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     accelerator: str = "auto"
     devices: int = 1

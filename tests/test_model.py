@@ -13,6 +13,7 @@ from conftest import pairs_frame
 from pair_classifier.config import DataConfig, ModelConfig, TrainConfig
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.datamodule import PairDataset, train_sampler
+from pair_classifier.model.encoder import encoder_layers, freeze_bottom
 from pair_classifier.model.features import pair_features, pair_features_numpy
 from pair_classifier.model.lightning_module import BiEncoderModule
 from pair_classifier.model.pooling import mean_pooling
@@ -116,3 +117,16 @@ def test_length_grouped_batches_pad_less() -> None:
     assert sorted(iter(grouped)) == list(range(len(dataset)))  # every row once per epoch
     assert batch_spread(grouped) < 0.5 * batch_spread(torch.randperm(len(dataset)).tolist())
     assert train_sampler(dataset, 8, group_by_length=False) is None
+
+
+def test_frozen_bottom_layers_get_no_gradient_and_no_update(bi_encoder: BiEncoder) -> None:
+    train = TrainConfig(epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3, freeze_bottom_layers=1)
+    module = BiEncoderModule(bi_encoder, train)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    blocks = encoder_layers(bi_encoder.encoder)
+    frozen = [*bi_encoder.encoder.base_model.embeddings.parameters(), *blocks[0].parameters()]
+    assert all(not p.requires_grad for p in frozen)
+    assert all(p.requires_grad for p in blocks[1].parameters())
+    assert not {id(p) for p in frozen} & _optimized_parameters(module)
+    with pytest.raises(ValueError, match=f"cannot freeze {len(blocks)} of {len(blocks)} layers"):
+        freeze_bottom(bi_encoder.encoder, len(blocks))

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from pair_classifier.model.encoder import encoder_layers
+
 
 @dataclass(frozen=True)
 class EncoderShape:
@@ -22,11 +24,6 @@ class EncoderShape:
 
     heads: list[int]
     ffn_channels: list[int]
-
-
-def encoder_layers(encoder: PreTrainedModel) -> nn.ModuleList:
-    """The transformer blocks of a BERT-like encoder (BERT, MiniLM, RoBERTa share this layout)."""
-    return encoder.encoder.layer
 
 
 def head_size(encoder: PreTrainedModel) -> int:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from pair_classifier.config import ModelConfig
@@ -36,6 +37,28 @@ def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
 def load_encoder(config: ModelConfig) -> PreTrainedModel:
     source, kwargs = pretrained_source(config)
     return AutoModel.from_pretrained(source, **kwargs)
+
+
+def encoder_layers(encoder: PreTrainedModel) -> nn.ModuleList:
+    """The transformer blocks of a BERT-like encoder (BERT, MiniLM, RoBERTa share this layout)."""
+    return encoder.encoder.layer
+
+
+def freeze_bottom(encoder: PreTrainedModel, layers: int) -> None:
+    """Freeze the embedding module and the ``layers`` lowest transformer blocks.
+
+    Nothing below the lowest trainable block needs a gradient then, so backward stops there:
+    each frozen block saves its whole backward pass, not only its weight update.
+    """
+    if layers <= 0:
+        return
+    blocks = encoder_layers(encoder)
+    if layers >= len(blocks):
+        raise ValueError(f"cannot freeze {layers} of {len(blocks)} layers: nothing would train")
+    encoder.get_input_embeddings().requires_grad_(False)
+    encoder.base_model.embeddings.requires_grad_(False)
+    for block in blocks[:layers]:
+        block.requires_grad_(False)
 
 
 def token_counter(tokenizer: PreTrainedTokenizerBase) -> Callable[[Sequence[str]], list[int]]:

@@ -13,6 +13,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from pair_classifier.config import TrainConfig
 from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.model.encoder import freeze_bottom
 
 
 class BiEncoderModule(L.LightningModule):
@@ -30,6 +31,7 @@ class BiEncoderModule(L.LightningModule):
             # A small labelled set moves only the rows of its own words; freezing the table keeps
             # unseen words consistent with seen ones and skips a dense 30k-row update every step.
             model.encoder.get_input_embeddings().requires_grad_(False)
+        freeze_bottom(model.encoder, train.freeze_bottom_layers)
         # Recorded in checkpoints; the tracking run already holds the params (logger=False).
         self.save_hyperparameters(
             {"train": asdict(train), "spec": asdict(model.spec)}, logger=False
