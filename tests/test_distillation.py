@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import pairs_frame
+from conftest import different_or_same, pairs_frame
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import RandomSampler
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -26,7 +26,6 @@ from pair_classifier.compress.student import distill_student
 from pair_classifier.config import (
     ClassifierConfig,
     CrossEncoderConfig,
-    DataConfig,
     DistillConfig,
     ModelConfig,
     TrainConfig,
@@ -127,16 +126,6 @@ def test_student_distilled_from_a_cross_encoder(
 ) -> None:
     for split, (count, seed) in {"train": (48, 1), "val": (16, 2)}.items():
         pairs_frame(count, seed).to_parquet(tmp_path / f"{split}.parquet")
-    data = DataConfig(
-        name="t",
-        dir="d",
-        format="tsv",
-        files={"train": "a", "test": "b"},
-        columns={"text_a": "a", "text_b": "b", "label": "l"},
-        labels={"0": "different", "1": "same"},
-        positive_label="same",
-        symmetric=True,
-    )
     config = DistillConfig(
         keep_layers=[0],
         teacher="cross_encoder",
@@ -153,7 +142,7 @@ def test_student_distilled_from_a_cross_encoder(
         config,
         train,
         ClassifierConfig(c_grid=[0.1]),
-        data,
+        different_or_same(symmetric=True),
         tiny_model_config,
         seed=0,
         loggers=[CSVLogger(tmp_path / "logs")],

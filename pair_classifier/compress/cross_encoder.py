@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader
-from lightning.pytorch.loggers import Logger
 from torchmetrics.classification import MulticlassAccuracy
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -33,7 +33,6 @@ from pair_classifier.model.datamodule import Example, PairDataset, train_sampler
 from pair_classifier.model.encoder import load_encoder, load_tokenizer
 from pair_classifier.model.pooling import mean_pooling
 from pair_classifier.training import load_best_weights, make_trainer
-
 
 CROSS_MONITOR = "cross_val_acc"
 
@@ -108,9 +107,7 @@ class CrossEncoderModule(L.LightningModule):
         self.model = model
         self.config = config
         self.save_hyperparameters({"cross_encoder": asdict(config)}, logger=False)
-        self.val_accuracy = MulticlassAccuracy(
-            num_classes=model.head.out_features, average="micro"
-        )
+        self.val_accuracy = MulticlassAccuracy(num_classes=model.head.out_features, average="micro")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = F.cross_entropy(self.model(batch["inputs"]).float(), batch["labels"])
