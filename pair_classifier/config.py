@@ -126,8 +126,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class CrossEncoderConfig:
+    """The optional cross-encoder teacher: ``model.pretrained`` reading both texts as one input."""
+
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 5.0e-5
+    head_lr: float = 1.0e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    max_length: int = 256  # both texts together
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     keep_layers: list[int]
+    teacher: Literal["bi_encoder", "cross_encoder"] = "bi_encoder"  # whose logits KL follows
+    cross_encoder: CrossEncoderConfig = field(default_factory=CrossEncoderConfig)
     heads_per_layer: int = 0  # 0: keep all
     ffn_channels_per_layer: int = 0  # 0: keep all
     importance_batches: int = 16

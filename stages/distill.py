@@ -5,6 +5,7 @@ from pair_classifier.config import (
     ClassifierConfig,
     DataConfig,
     DistillConfig,
+    ModelConfig,
     TrackingConfig,
     TrainConfig,
     read_params,
@@ -13,6 +14,7 @@ from pair_classifier.config import (
 from pair_classifier.constants import (
     BI_ENCODER_SUBDIR,
     CLASSIFIER_SUBDIR,
+    CROSS_ENCODER_SUBDIR,
     DISTILL_CHECKPOINTS_DIR,
     DISTILL_METRICS,
     DVCLIVE_DISTILL_DIR,
@@ -30,17 +32,28 @@ from pair_classifier.training import training_loggers
 def main() -> None:
     params = read_params()
     tracking = section(params, "tracking", TrackingConfig)
+    distill = section(params, "distill", DistillConfig)
     with stage_run("distill", params, tracking) as run_id:
+        loggers = training_loggers(DVCLIVE_DISTILL_DIR, False, run_id, tracking_uri(tracking))
+        cross_loggers = (
+            training_loggers(
+                DVCLIVE_DISTILL_DIR / CROSS_ENCODER_SUBDIR, False, run_id, tracking_uri(tracking)
+            )
+            if distill.teacher == "cross_encoder"
+            else []
+        )
         student, classifier, metrics = distill_student(
             BiEncoder.load(TEACHER_DIR / BI_ENCODER_SUBDIR),
             PREPARED_DIR,
             DISTILL_CHECKPOINTS_DIR,
-            section(params, "distill", DistillConfig),
+            distill,
             section(params, "train", TrainConfig),
             section(params, "classifier", ClassifierConfig),
             section(params, "data", DataConfig),
+            section(params, "model", ModelConfig),
             int(params["seed"]),
-            training_loggers(DVCLIVE_DISTILL_DIR, False, run_id, tracking_uri(tracking)),
+            loggers,
+            cross_loggers,
         )
         replace_dir_atomically(STUDENT_DIR / BI_ENCODER_SUBDIR, student.save)
         replace_dir_atomically(STUDENT_DIR / CLASSIFIER_SUBDIR, classifier.save)

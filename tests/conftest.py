@@ -140,12 +140,9 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
-    """A complete model folder (bi-encoder + SVM) on the tiny BERT, classes different/same."""
-    from pair_classifier.training import build_bi_encoder
-
-    data = DataConfig(
+def different_or_same(symmetric: bool = False) -> DataConfig:
+    """A two-class data config (different/same) for models built on synthetic pairs."""
+    return DataConfig(
         name="t",
         dir="d",
         format="tsv",
@@ -153,7 +150,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path
         columns={"text_a": "a", "text_b": "b", "label": "l"},
         labels={"0": "different", "1": "same"},
         positive_label="same",
+        symmetric=symmetric,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """A complete model folder (bi-encoder + SVM) on the tiny BERT, classes different/same."""
+    from pair_classifier.training import build_bi_encoder
+
+    data = different_or_same()
     model = ModelConfig(name="tiny", pretrained=str(tiny_bert_dir), max_length=32)
     torch.manual_seed(0)
     bi_encoder = build_bi_encoder(model, data).eval()

@@ -1,4 +1,4 @@
-"""Distillation inputs: augmented copies of the training pairs and the loss that skips them."""
+"""Distillation: augmented copies, the loss that skips them, the loaders, the cross-encoder."""
 
 from __future__ import annotations
 
@@ -6,17 +6,33 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import torch.nn.functional as F
-from conftest import pairs_frame
+from conftest import different_or_same, pairs_frame
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import RandomSampler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs, drop_words
-from pair_classifier.compress.distillation import distill_loaders, labelled_cross_entropy
-from pair_classifier.config import DistillConfig
+from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
+from pair_classifier.compress.distillation import (
+    DistillationModule,
+    distill_loaders,
+    labelled_cross_entropy,
+    make_student,
+)
+from pair_classifier.compress.student import distill_student
+from pair_classifier.config import (
+    ClassifierConfig,
+    CrossEncoderConfig,
+    DistillConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from pair_classifier.constants import BI_ENCODER_SUBDIR, LABEL, TEXT_A, TEXT_B
 from pair_classifier.model.bi_encoder import BiEncoder
+from pair_classifier.model.encoder import encoder_layers, load_encoder, load_tokenizer
 
 PAIRS = pd.DataFrame(
     {
@@ -74,3 +90,92 @@ def test_loaders_group_training_batches_by_length_but_not_importance_batches(
     batch = next(iter(validation))
     assert batch["teacher_u"].shape == (8, teacher.embedding_dim)
     assert torch.equal(batch["labels"], torch.tensor(val[LABEL].to_numpy()[:8]))
+
+
+def _cross_encoder(model_config: ModelConfig) -> CrossEncoder:
+    torch.manual_seed(0)
+    return CrossEncoder(load_encoder(model_config), load_tokenizer(model_config), 2, 64, 0.1)
+
+
+def test_cross_encoder_reads_both_texts_as_one_input(tiny_model_config: ModelConfig) -> None:
+    model = _cross_encoder(tiny_model_config)
+    inputs = model.tokenize(["shares fell", "the court said"], ["stocks dropped", "police said"])
+    sep = model.tokenizer.sep_token_id
+    assert ((inputs["input_ids"] == sep).sum(dim=1) == 2).all()  # [CLS] a [SEP] b [SEP]
+    logits = model.logits(PAIRS[TEXT_A].tolist(), PAIRS[TEXT_B].tolist(), batch_size=2)
+    assert logits.shape == (len(PAIRS), 2)
+    one_by_one = [model.logits([a], [b], 1)[0] for a, b in zip(PAIRS[TEXT_A], PAIRS[TEXT_B])]
+    np.testing.assert_allclose(logits, np.stack(one_by_one), atol=1e-5)  # order kept
+
+
+def test_pair_logits_of_a_symmetric_task_ignore_text_order(
+    tiny_model_config: ModelConfig,
+) -> None:
+    model = _cross_encoder(tiny_model_config)
+    symmetric = PairLogits(model, PAIRS, batch_size=2, symmetric=True)
+    a, b = PAIRS[TEXT_A].tolist(), PAIRS[TEXT_B].tolist()
+    torch.testing.assert_close(symmetric(a, b), symmetric(b, a))
+    ordered = PairLogits(model, PAIRS, batch_size=2, symmetric=False)
+    np.testing.assert_allclose(ordered(a, b).numpy(), model.logits(a, b, 2), atol=1e-5)
+    with pytest.raises(KeyError):
+        ordered(b, a)
+
+
+def test_student_distilled_from_a_cross_encoder(
+    tmp_path: Path, tiny_model_dir: Path, tiny_model_config: ModelConfig
+) -> None:
+    for split, (count, seed) in {"train": (48, 1), "val": (16, 2)}.items():
+        pairs_frame(count, seed).to_parquet(tmp_path / f"{split}.parquet")
+    config = DistillConfig(
+        keep_layers=[0],
+        teacher="cross_encoder",
+        cross_encoder=CrossEncoderConfig(epochs=1, batch_size=8, max_length=64),
+        epochs=1,
+        batch_size=8,
+        importance_batches=2,
+    )
+    train = TrainConfig(epochs=1, batch_size=8, lr=1e-4, head_lr=1e-3, log_every_n_steps=1)
+    student, classifier, metrics = distill_student(
+        BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR),
+        tmp_path,
+        tmp_path / "checkpoints",
+        config,
+        train,
+        ClassifierConfig(c_grid=[0.1]),
+        different_or_same(symmetric=True),
+        tiny_model_config,
+        seed=0,
+        loggers=[CSVLogger(tmp_path / "logs")],
+        cross_encoder_loggers=[CSVLogger(tmp_path / "cross_logs")],
+    )
+    assert metrics["cross_encoder"]["epochs"] == 1
+    assert 0.0 <= metrics["cross_encoder"]["best_cross_val_acc"] <= 1.0
+    assert (tmp_path / "checkpoints/cross_encoder/best.ckpt").is_file()
+    assert len(encoder_layers(student.encoder)) == 1
+    assert classifier.report["selected"] == "C0.1_unweighted"
+
+
+def test_kl_follows_the_cross_encoder_logits_when_given(
+    tiny_model_dir: Path, tiny_model_config: ModelConfig
+) -> None:
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+    config = DistillConfig(keep_layers=[0], batch_size=4)
+    _, validation, _ = distill_loaders(
+        teacher,
+        pairs_frame(8, 1),
+        pairs_frame(4, 2),
+        config,
+        swap_probability=0.5,
+        group_by_length=False,
+        seed=0,
+        cross_encoder=_cross_encoder(tiny_model_config),
+        symmetric=True,
+    )
+    batch = next(iter(validation))
+    assert batch["teacher_logits"].shape == (4, 2)
+    module = DistillationModule(make_student(teacher, config, []), teacher.head, config)
+    kl = module._losses(batch)[0]["kl"]
+    confident = batch | {"teacher_logits": torch.tensor([[9.0, -9.0]]).repeat(4, 1)}
+    assert not torch.isclose(module._losses(confident)[0]["kl"], kl)
+    without = {k: v for k, v in batch.items() if k != "teacher_logits"}  # the bi-encoder's head
+    assert not torch.isclose(module._losses(without)[0]["kl"], kl)

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
-from transformers import get_linear_schedule_with_warmup
 
 from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs
+from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
+from pair_classifier.compress.optim import adamw_with_linear_warmup
 from pair_classifier.compress.pruning import gate_importance, keep_layers, prune_by_importance
 from pair_classifier.config import DistillConfig
 from pair_classifier.constants import TEXT_A, TEXT_B
@@ -46,16 +47,27 @@ class TeacherVectors:
 
 
 class DistillCollator(PairCollator):
-    """Adds the teacher's vectors of both texts to each tokenised batch."""
+    """Adds the teacher's vectors of both texts to each tokenised batch, and the cross-encoder's
+    logits of the pair when it is the KL teacher."""
 
-    def __init__(self, tokenizer: Any, max_length: int, teacher_vectors: TeacherVectors) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        max_length: int,
+        teacher_vectors: TeacherVectors,
+        pair_logits: PairLogits | None = None,
+    ) -> None:
         super().__init__(tokenizer, max_length)
         self.teacher_vectors = teacher_vectors
+        self.pair_logits = pair_logits
 
     def __call__(self, examples: list[tuple[str, str, int]]) -> dict[str, torch.Tensor]:
         batch = super().__call__(examples)
-        batch["teacher_u"] = self.teacher_vectors([a for a, _, _ in examples])
-        batch["teacher_v"] = self.teacher_vectors([b for _, b, _ in examples])
+        texts_a, texts_b = [a for a, _, _ in examples], [b for _, b, _ in examples]
+        batch["teacher_u"] = self.teacher_vectors(texts_a)
+        batch["teacher_v"] = self.teacher_vectors(texts_b)
+        if self.pair_logits is not None:
+            batch["teacher_logits"] = self.pair_logits(texts_a, texts_b)
         return batch
 
 
@@ -130,8 +142,11 @@ class DistillationModule(L.LightningModule):
             batch["attention_mask_b"],
         )
         teacher_u, teacher_v = batch["teacher_u"], batch["teacher_v"]
-        with torch.no_grad():
-            teacher_logits = self.teacher_head(pair_features(teacher_u, teacher_v)).float()
+        if "teacher_logits" in batch:  # the cross-encoder's
+            teacher_logits = batch["teacher_logits"].float()
+        else:
+            with torch.no_grad():
+                teacher_logits = self.teacher_head(pair_features(teacher_u, teacher_v)).float()
         t = self.config.temperature
         losses = {
             "mse": F.mse_loss(u.float(), teacher_u) + F.mse_loss(v.float(), teacher_v),
@@ -171,19 +186,12 @@ class DistillationModule(L.LightningModule):
         self.val_f1.reset()
 
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = [
-            {"params": self.student.encoder.parameters(), "lr": self.config.lr},
-            {"params": self.student.head.parameters(), "lr": self.config.head_lr},
-        ]
-        optimizer = torch.optim.AdamW(groups, weight_decay=self.config.weight_decay)
-        total = self.trainer.estimated_stepping_batches
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(self.config.warmup_fraction * total), total
+        return adamw_with_linear_warmup(
+            [(self.student.encoder, self.config.lr), (self.student.head, self.config.head_lr)],
+            self.config.weight_decay,
+            self.config.warmup_fraction,
+            self.trainer.estimated_stepping_batches,
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
 
 def distill_loaders(
@@ -194,17 +202,24 @@ def distill_loaders(
     swap_probability: float,
     group_by_length: bool,
     seed: int,
+    cross_encoder: CrossEncoder | None = None,
+    symmetric: bool = False,
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
-    """Loaders whose batches carry the teacher's vectors: train (with the augmented copies),
-    val, and the labelled training pairs alone (for head and channel importance)."""
+    """Loaders whose batches carry the teacher's vectors (and, given a ``cross_encoder``, its
+    logits): train (with the augmented copies), val, and the labelled training pairs alone (for
+    head and channel importance)."""
     augmented = augmented_pairs(train, config.augment_copies, config.augment_word_dropout, seed)
-    texts = [text for frame in (train, augmented, val) for text in frame[TEXT_A]] + [
-        text for frame in (train, augmented, val) for text in frame[TEXT_B]
-    ]
+    every_pair = pd.concat([train, augmented, val], ignore_index=True)
+    texts = every_pair[TEXT_A].tolist() + every_pair[TEXT_B].tolist()
     collate = DistillCollator(
         teacher.tokenizer,
         teacher.spec.max_length,
         TeacherVectors(teacher, texts, config.batch_size),
+        (
+            None
+            if cross_encoder is None
+            else PairLogits(cross_encoder, every_pair, config.batch_size, symmetric)
+        ),
     )
 
     def loader(frame: pd.DataFrame, swap: float, shuffle: bool, by_length: bool) -> DataLoader:

@@ -16,13 +16,21 @@ from pair_classifier.classifier import (
     labels_of,
     pair_feature_matrix,
 )
+from pair_classifier.compress.cross_encoder import train_cross_encoder
 from pair_classifier.compress.distillation import (
     DistillationModule,
     distill_loaders,
     importance_batches,
     make_student,
 )
-from pair_classifier.config import ClassifierConfig, DataConfig, DistillConfig, TrainConfig
+from pair_classifier.config import (
+    ClassifierConfig,
+    DataConfig,
+    DistillConfig,
+    ModelConfig,
+    TrainConfig,
+)
+from pair_classifier.constants import CROSS_ENCODER_SUBDIR, STUDENT_CHECKPOINT_SUBDIR
 from pair_classifier.data.preparation import load_split
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.training import load_best_weights, make_trainer
@@ -40,24 +48,54 @@ def distill_student(
     train_config: TrainConfig,
     classifier_config: ClassifierConfig,
     data: DataConfig,
+    model_config: ModelConfig,
     seed: int,
     loggers: list[Logger],
+    cross_encoder_loggers: list[Logger],
 ) -> tuple[BiEncoder, FittedClassifier, dict[str, Any]]:
-    """Student encoder distilled from ``teacher``, its refitted SVM, and metrics."""
+    """Student encoder distilled from ``teacher`` (and, by config, from a cross-encoder trained
+    here first), its refitted SVM, and metrics."""
     L.seed_everything(seed, workers=True)
     if train_config.num_threads > 0:
         torch.set_num_threads(train_config.num_threads)
     train, val = load_split(prepared_dir, "train"), load_split(prepared_dir, "val")
     swap = train_config.swap_probability if data.symmetric else 0.0
+    cross_encoder, cross_metrics = None, {}
+    if config.teacher == "cross_encoder":
+        cross_encoder, cross_metrics = train_cross_encoder(
+            model_config,
+            config.cross_encoder,
+            train_config,
+            train,
+            val,
+            len(data.class_names),
+            swap,
+            checkpoint_dir / CROSS_ENCODER_SUBDIR,
+            cross_encoder_loggers,
+        )
+        L.seed_everything(seed, workers=True)  # the student's run as without it
     train_loader, val_loader, labelled_loader = distill_loaders(
-        teacher, train, val, config, swap, train_config.group_by_length, seed
+        teacher,
+        train,
+        val,
+        config,
+        swap,
+        train_config.group_by_length,
+        seed,
+        cross_encoder,
+        data.symmetric,
     )
     student = make_student(
         teacher, config, importance_batches(labelled_loader, config.importance_batches)
     )
     module = DistillationModule(student, teacher.head, config)
     trainer, best = make_trainer(
-        train_config, config.epochs, checkpoint_dir, config.monitor, config.monitor_mode, loggers
+        train_config,
+        config.epochs,
+        checkpoint_dir / STUDENT_CHECKPOINT_SUBDIR,
+        config.monitor,
+        config.monitor_mode,
+        loggers,
     )
     started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
@@ -86,4 +124,6 @@ def distill_student(
         f"best_{config.monitor}_head": float(best.best_model_score),
         "classifier": classifier.report,
     }
+    if cross_metrics:
+        metrics["cross_encoder"] = cross_metrics
     return student, classifier, metrics
