@@ -22,7 +22,7 @@ from pair_classifier.export.interface import (
     read_model_card,
     variant_file,
 )
-from pair_classifier.export.quantization import DYNAMIC, STATIC
+from pair_classifier.export.quantization import DYNAMIC, DYNAMIC_OPTIMIZED, STATIC
 from pair_classifier.export.tensorrt_engine import ENGINE_SUFFIX
 from pair_classifier.io_utils import write_json
 from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
@@ -38,6 +38,8 @@ def variants() -> list[Variant]:
         "onnx_fp32_student": ONNX_DIR / variant_file(DEPLOYED_MODEL),
         "onnx_optimized_student": ONNX_DIR / variant_file(DEPLOYED_MODEL, OPTIMIZED),
         "onnx_int8_dynamic_student": QUANTIZED_DIR / variant_file(DEPLOYED_MODEL, DYNAMIC),
+        "onnx_int8_dynamic_optimized_student": QUANTIZED_DIR
+        / variant_file(DEPLOYED_MODEL, DYNAMIC_OPTIMIZED),
         "onnx_int8_static_student": QUANTIZED_DIR / variant_file(DEPLOYED_MODEL, STATIC),
     }
     found = [

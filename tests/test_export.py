@@ -168,9 +168,13 @@ def test_quantize_writes_int8_variants_and_static_is_batch_invariant(
 ) -> None:
     config = QuantizeConfig(calibration_size=32, calibration_batch_size=8, max_accuracy_drop=1.0)
     metrics = quantize_bundle(export_dir, tmp_path, "student", _splits(), config, 8, 1, 0)
-    for variant in ("int8_dynamic", "int8_static", "int8_static_symmetric"):
+    variants = ("int8_dynamic", "int8_dynamic_optimized", "int8_static", "int8_static_symmetric")
+    for variant in variants:
         assert (tmp_path / variant_file("student", variant)).is_file()
         assert 0 <= metrics[variant]["val"]["accuracy"] <= 1
+    fused = onnx.load(str(tmp_path / variant_file("student", "int8_dynamic_optimized")))
+    op_types = {node.op_type for node in fused.graph.node}
+    assert {"SkipLayerNormalization", "MatMulInteger"} <= op_types  # int8 on the fused graph
     assert metrics["int8_static"]["max_abs_probability_diff_batch1_vs_batched"] <= 1e-3
     assert (tmp_path / TOKENIZER_SUBDIR / "tokenizer.json").is_file()
 

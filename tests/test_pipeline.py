@@ -168,6 +168,7 @@ def test_compression_chain_outputs(project: Path) -> None:
         "onnx_fp32_student",
         "onnx_optimized_student",
         "onnx_int8_dynamic_student",
+        "onnx_int8_dynamic_optimized_student",
         "onnx_int8_static_student",
     }
     assert benchmark["speedup_vs_pytorch_fp32_teacher"]["pytorch_fp32_teacher"] == 1.0
