@@ -3,9 +3,9 @@
 The same pretrained weights read both texts as one sequence (``[CLS] a [SEP] b [SEP]``), so every
 layer attends across the pair; a linear head on the mean-pooled tokens gives the logits. Such a
 model is usually the more accurate one (not measurably here, with all-MiniLM-L6-v2: see the
-README) but cannot cache one vector per text, so it is never served: it is fine-tuned inside the distill stage and its softened logits replace the bi-encoder
-head's as the student's KL target. For a symmetric task the logits of both text orders are
-averaged.
+README) but cannot cache one vector per text, so it is never served: it is fine-tuned inside the
+distill stage and its softened logits replace the bi-encoder head's as the student's KL target.
+For a symmetric task the logits of both text orders are averaged.
 """
 
 from __future__ import annotations
