@@ -158,8 +158,19 @@ class DistillConfig:
     mse_weight: float = 1.0
     kl_weight: float = 1.0
     ce_weight: float = 0.5
+    # Layer-wise distillation: per student block, the teacher block whose output token states
+    # it learns (empty: off); the MSE between them is weighted by hidden_weight.
+    hidden_layers: list[int] = field(default_factory=list)
+    hidden_weight: float = 1.0
     monitor: str = "val_acc"
     monitor_mode: Literal["min", "max"] = "max"
+
+    def __post_init__(self) -> None:
+        if self.hidden_layers and len(self.hidden_layers) != len(self.keep_layers):
+            raise ConfigError(
+                f"distill.hidden_layers: one teacher block per student block, i.e. "
+                f"{len(self.keep_layers)} (as many as keep_layers), got {self.hidden_layers}"
+            )
 
 
 @dataclass(frozen=True)

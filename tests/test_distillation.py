@@ -18,6 +18,7 @@ from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs, d
 from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
 from pair_classifier.compress.distillation import (
     DistillationModule,
+    TeacherTargets,
     distill_loaders,
     labelled_cross_entropy,
     make_student,
@@ -25,6 +26,7 @@ from pair_classifier.compress.distillation import (
 from pair_classifier.compress.student import distill_student
 from pair_classifier.config import (
     ClassifierConfig,
+    ConfigError,
     CrossEncoderConfig,
     DistillConfig,
     ModelConfig,
@@ -179,3 +181,61 @@ def test_kl_follows_the_cross_encoder_logits_when_given(
     assert not torch.isclose(module._losses(confident)[0]["kl"], kl)
     without = {k: v for k, v in batch.items() if k != "teacher_logits"}  # the bi-encoder's head
     assert not torch.isclose(module._losses(without)[0]["kl"], kl)
+
+
+def test_teacher_token_states_are_each_texts_own_block_outputs(tiny_model_dir: Path) -> None:
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+    texts = ["shares fell", "the company said profits rose sharply", "word"]
+    targets = TeacherTargets(teacher, texts, batch_size=2, hidden_layers=[1, 0])
+    vectors_only = TeacherTargets(teacher, texts, batch_size=2, hidden_layers=[])
+    assert vectors_only.states is None
+    torch.testing.assert_close(targets.vectors, vectors_only.vectors)  # the same pass
+    for text in texts:  # batched with others, padded: still the text's own states
+        alone = teacher.tokenize([text])
+        _, hidden = teacher.embed_with_states(alone["input_ids"], alone["attention_mask"])
+        expected = torch.stack([hidden[2][0], hidden[1][0]])
+        torch.testing.assert_close(
+            targets.states[targets.row[text]].float(), expected, atol=2e-3, rtol=0
+        )
+    padded = targets.states_of(["word", "shares fell"], length=9)
+    assert padded.shape == (2, 2, 9, teacher.embedding_dim)
+    word_tokens = targets.states[targets.row["word"]].shape[1]
+    assert not padded[:, 0, word_tokens:].any()  # zero where the batch pads
+
+
+def test_layer_wise_loss_is_zero_for_the_teacher_itself_and_trains_the_blocks(
+    tiny_model_dir: Path,
+) -> None:
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+
+    def batch_of(config: DistillConfig) -> dict[str, torch.Tensor]:
+        loaders = distill_loaders(
+            teacher, pairs_frame(8, 1), pairs_frame(4, 2), config, 0.0, False, 0
+        )
+        return next(iter(loaders[1]))  # validation: unshuffled
+
+    same = DistillConfig(keep_layers=[0, 1], hidden_layers=[0, 1], batch_size=4)
+    student = make_student(teacher, same, []).eval()  # dropout off: the teacher's own outputs
+    losses, _ = DistillationModule(student, teacher.head, same)._losses(batch_of(same))
+    own = losses["hidden"].item()  # only the half-precision rounding of the targets
+    crossed = DistillConfig(keep_layers=[0, 1], hidden_layers=[1, 0], batch_size=4)
+    losses, _ = DistillationModule(student, teacher.head, crossed)._losses(batch_of(crossed))
+    assert own < 1e-6 and losses["hidden"].item() > 100 * own
+    losses["loss"].backward()
+    block = encoder_layers(student.encoder)[0]
+    assert block.attention.self.query.weight.grad.abs().sum() > 0
+    without = DistillConfig(keep_layers=[0, 1], batch_size=4)
+    assert (
+        "hidden"
+        not in DistillationModule(student, teacher.head, without)._losses(batch_of(without))[0]
+    )
+
+
+def test_layer_wise_targets_must_name_one_teacher_block_per_student_block(
+    tiny_model_dir: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"distill.hidden_layers: one teacher block per"):
+        DistillConfig(keep_layers=[0, 1], hidden_layers=[1])
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+    with pytest.raises(ConfigError, match=r"hidden_layers \[0, 2\]: the teacher's blocks are 0..1"):
+        TeacherTargets(teacher, ["a text"], 2, hidden_layers=[0, 2])

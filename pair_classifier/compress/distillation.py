@@ -3,8 +3,11 @@
 Student: the teacher's encoder cut to ``distill.keep_layers``, then its least important heads and
 FFN channels pruned away (structured). Distillation (Lightning): MSE between student and teacher
 sentence vectors, KL between their softened head distributions (temperature T, scaled by T^2),
-plus cross-entropy on the labels; weights from config. The teacher's vectors are computed once
-before training (it is frozen), so an epoch costs only the student's forward and backward.
+plus cross-entropy on the labels; weights from config. Optionally layer-wise (as in TinyBERT and
+Patient KD): MSE between each student block's token states and those of a chosen teacher block
+(``hidden_layers``), which guides the blocks in between, not only the output. The teacher's
+vectors and token states are computed once before training (it is frozen), so an epoch costs
+only the student's forward and backward.
 Perturbed, unlabelled copies of the training pairs (``augment_copies``) widen what the student
 sees of the teacher; cross-entropy skips them.
 """
@@ -17,6 +20,7 @@ from dataclasses import asdict
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -27,45 +31,109 @@ from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs
 from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
 from pair_classifier.compress.optim import adamw_with_linear_warmup
 from pair_classifier.compress.pruning import gate_importance, keep_layers, prune_by_importance
-from pair_classifier.config import DistillConfig
+from pair_classifier.config import ConfigError, DistillConfig
 from pair_classifier.constants import TEXT_A, TEXT_B
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.datamodule import PairCollator, PairDataset, train_sampler
 from pair_classifier.model.features import pair_features
 
 
-class TeacherVectors:
-    """The frozen teacher's sentence vector of every text the student trains on."""
+@torch.inference_mode()
+def vectors_and_token_states(
+    teacher: BiEncoder, texts: list[str], batch_size: int, blocks: list[int]
+) -> tuple[np.ndarray, list[torch.Tensor]]:
+    """In one pass of the teacher: each text's sentence vector and the output token states of
+    the listed blocks, (blocks, tokens, hidden) in half precision (they are only targets)."""
+    teacher.eval()
+    order = np.argsort([len(text) for text in texts], kind="stable")
+    vectors = np.zeros((len(texts), teacher.embedding_dim), dtype=np.float32)
+    states: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+    for start in range(0, len(texts), batch_size):
+        index = order[start : start + batch_size]
+        batch = teacher.tokenize([texts[i] for i in index])
+        embedded, hidden = teacher.embed_with_states(batch["input_ids"], batch["attention_mask"])
+        vectors[index] = embedded.float().numpy()
+        chosen = torch.stack([hidden[block + 1] for block in blocks], dim=1).half()
+        for row, i in enumerate(index):
+            states[i] = chosen[row, :, : int(batch["attention_mask"][row].sum())].clone()
+    return vectors, states
 
-    def __init__(self, teacher: BiEncoder, texts: list[str], batch_size: int) -> None:
+
+class TeacherTargets:
+    """What the frozen teacher says of every text the student trains on: its sentence vector
+    and, for layer-wise distillation, the token states of the ``hidden_layers`` blocks."""
+
+    def __init__(
+        self, teacher: BiEncoder, texts: list[str], batch_size: int, hidden_layers: list[int]
+    ) -> None:
+        blocks = teacher.encoder.config.num_hidden_layers
+        if any(not 0 <= block < blocks for block in hidden_layers):
+            raise ConfigError(
+                f"distill.hidden_layers {hidden_layers}: the teacher's blocks are 0..{blocks - 1}"
+            )
         unique = list(dict.fromkeys(texts))
         self.row = {text: i for i, text in enumerate(unique)}
-        self.vectors = torch.from_numpy(teacher.encode(unique, batch_size))
+        self.states: list[torch.Tensor] | None = None
+        if hidden_layers:
+            vectors, self.states = vectors_and_token_states(
+                teacher, unique, batch_size, hidden_layers
+            )
+        else:
+            vectors = teacher.encode(unique, batch_size)
+        self.vectors = torch.from_numpy(vectors)
 
-    def __call__(self, texts: list[str]) -> torch.Tensor:
+    def vectors_of(self, texts: list[str]) -> torch.Tensor:
         return self.vectors[[self.row[text] for text in texts]]
+
+    def states_of(self, texts: list[str], length: int) -> torch.Tensor:
+        """(blocks, batch, length, hidden), zero-padded like the batch's tokens."""
+        assert self.states is not None
+        first = self.states[self.row[texts[0]]]
+        padded = torch.zeros(first.shape[0], len(texts), length, first.shape[-1])
+        for column, text in enumerate(texts):
+            state = self.states[self.row[text]]
+            padded[:, column, : state.shape[1]] = state.float()
+        return padded
+
+
+def masked_state_mse(
+    student: tuple[torch.Tensor, ...], teacher: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean squared difference over real tokens between each student block's output
+    (``student[i + 1]``; ``student[0]`` is the embeddings) and its teacher target."""
+    mask = attention_mask.unsqueeze(-1).float()
+    tokens = mask.sum() * teacher.shape[-1]
+    return sum(
+        (((state.float() - target) ** 2) * mask).sum() / tokens
+        for state, target in zip(student[1:], teacher)
+    ) / len(teacher)
 
 
 class DistillCollator(PairCollator):
-    """Adds the teacher's vectors of both texts to each tokenised batch, and the cross-encoder's
-    logits of the pair when it is the KL teacher."""
+    """Adds the teacher's vectors (and token states, when distilling layer-wise) of both texts
+    to each tokenised batch, and the cross-encoder's logits of the pair when it is the KL
+    teacher."""
 
     def __init__(
         self,
         tokenizer: Any,
         max_length: int,
-        teacher_vectors: TeacherVectors,
+        teacher_targets: TeacherTargets,
         pair_logits: PairLogits | None = None,
     ) -> None:
         super().__init__(tokenizer, max_length)
-        self.teacher_vectors = teacher_vectors
+        self.teacher_targets = teacher_targets
         self.pair_logits = pair_logits
 
     def __call__(self, examples: list[tuple[str, str, int]]) -> dict[str, torch.Tensor]:
         batch = super().__call__(examples)
         texts_a, texts_b = [a for a, _, _ in examples], [b for _, b, _ in examples]
-        batch["teacher_u"] = self.teacher_vectors(texts_a)
-        batch["teacher_v"] = self.teacher_vectors(texts_b)
+        batch["teacher_u"] = self.teacher_targets.vectors_of(texts_a)
+        batch["teacher_v"] = self.teacher_targets.vectors_of(texts_b)
+        if self.teacher_targets.states is not None:
+            for side, texts in (("a", texts_a), ("b", texts_b)):
+                length = batch[f"input_ids_{side}"].shape[1]
+                batch[f"teacher_states_{side}"] = self.teacher_targets.states_of(texts, length)
         if self.pair_logits is not None:
             batch["teacher_logits"] = self.pair_logits(texts_a, texts_b)
         return batch
@@ -135,12 +203,13 @@ class DistillationModule(L.LightningModule):
     def _losses(
         self, batch: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        logits, u, v = self.student(
-            batch["input_ids_a"],
-            batch["attention_mask_a"],
-            batch["input_ids_b"],
-            batch["attention_mask_b"],
+        u, states_a = self.student.embed_with_states(
+            batch["input_ids_a"], batch["attention_mask_a"]
         )
+        v, states_b = self.student.embed_with_states(
+            batch["input_ids_b"], batch["attention_mask_b"]
+        )
+        logits = self.student.head(pair_features(u, v))
         teacher_u, teacher_v = batch["teacher_u"], batch["teacher_v"]
         if "teacher_logits" in batch:  # the cross-encoder's
             teacher_logits = batch["teacher_logits"].float()
@@ -164,6 +233,11 @@ class DistillationModule(L.LightningModule):
             + self.config.kl_weight * losses["kl"]
             + self.config.ce_weight * losses["ce"]
         )
+        if "teacher_states_a" in batch:
+            losses["hidden"] = masked_state_mse(
+                states_a, batch["teacher_states_a"], batch["attention_mask_a"]
+            ) + masked_state_mse(states_b, batch["teacher_states_b"], batch["attention_mask_b"])
+            total = total + self.config.hidden_weight * losses["hidden"]
         return losses | {"loss": total}, logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -214,7 +288,7 @@ def distill_loaders(
     collate = DistillCollator(
         teacher.tokenizer,
         teacher.spec.max_length,
-        TeacherVectors(teacher, texts, config.batch_size),
+        TeacherTargets(teacher, texts, config.batch_size, list(config.hidden_layers)),
         (
             None
             if cross_encoder is None

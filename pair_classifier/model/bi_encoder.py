@@ -96,6 +96,16 @@ class BiEncoder(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return mean_pooling(hidden, attention_mask)
 
+    def embed_with_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Sentence vectors and every block's token states (the embeddings' first), which
+        layer-wise distillation compares with the teacher's."""
+        output = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+        )
+        return mean_pooling(output.last_hidden_state, attention_mask), output.hidden_states
+
     def forward(
         self,
         input_ids_a: torch.Tensor,
