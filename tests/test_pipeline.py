@@ -49,7 +49,13 @@ TINY_TRAIN = {
     # exercises the mixed-precision path the config offers.
     "precision": {"cpu": "bf16-mixed", "cuda": "16-mixed"},
 }
-TINY_DISTILL = {"keep_layers": [1], "heads_per_layer": 1, "ffn_channels_per_layer": 32, "epochs": 1}
+TINY_DISTILL = {
+    "keep_layers": [1],
+    "hidden_layers": [1],  # layer-wise, as by default
+    "heads_per_layer": 1,
+    "ffn_channels_per_layer": 32,
+    "epochs": 1,
+}
 # Root-config overrides: tiny graphs run fastest on one thread, fewer latency samples, and
 # system metrics sampled often enough that a few-second stage records some.
 ONE_THREAD = """
@@ -153,6 +159,7 @@ def test_compression_chain_outputs(project: Path) -> None:
     distill = _json(project / "metrics/distill.json")
     assert distill["heads_per_layer"] == [1] and distill["ffn_channels_per_layer"] == [32]
     assert distill["student_parameters"] < distill["teacher_parameters"]
+    assert (project / "dvclive/distill/plots/metrics/train/epoch/hidden.tsv").is_file()
     onnx = _json(project / "metrics/onnx.json")
     for model in ("teacher", "student", "student_optimized"):
         assert onnx[model]["prediction_agreement"] == 1.0
