@@ -45,15 +45,15 @@ def vectors_and_token_states(
     """In one pass of the teacher: each text's sentence vector and the output token states of
     the listed blocks, (blocks, tokens, hidden) in half precision (they are only targets)."""
     teacher.eval()
-    order = np.argsort([len(text) for text in texts], kind="stable")
+    device = next(teacher.parameters()).device
     vectors = np.zeros((len(texts), teacher.embedding_dim), dtype=np.float32)
     states: list[torch.Tensor] = [torch.empty(0)] * len(texts)
-    for start in range(0, len(texts), batch_size):
-        index = order[start : start + batch_size]
-        batch = teacher.tokenize([texts[i] for i in index])
-        embedded, hidden = teacher.embed_with_states(batch["input_ids"], batch["attention_mask"])
-        vectors[index] = embedded.float().numpy()
-        chosen = torch.stack([hidden[block + 1] for block in blocks], dim=1).half()
+    for index, batch in teacher.length_sorted_batches(texts, batch_size):
+        embedded, hidden = teacher.embed_with_states(
+            batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        )
+        vectors[index] = embedded.float().cpu().numpy()
+        chosen = torch.stack([hidden[block + 1] for block in blocks], dim=1).half().cpu()
         for row, i in enumerate(index):
             states[i] = chosen[row, :, : int(batch["attention_mask"][row].sum())].clone()
     return vectors, states

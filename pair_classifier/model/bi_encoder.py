@@ -7,7 +7,7 @@ A saved bi-encoder is a folder: ``encoder/`` (Hugging Face weights and tokenizer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,17 +128,24 @@ class BiEncoder(nn.Module):
             return_tensors="pt",
         )
 
-    @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        """Sentence vectors for many texts, in batches of similar length (less padding)."""
-        was_training = self.training
-        self.eval()
+    def length_sorted_batches(
+        self, texts: Sequence[str], batch_size: int
+    ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+        """The texts' positions and tokens, batch by batch, similar lengths together (less
+        padding): for passes over many texts."""
         order = np.argsort([len(text) for text in texts], kind="stable")
-        device = next(self.parameters()).device
-        vectors = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
             index = order[start : start + batch_size]
-            batch = self.tokenize([texts[i] for i in index])
+            yield index, self.tokenize([texts[i] for i in index])
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Sentence vectors for many texts."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        vectors = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
+        for index, batch in self.length_sorted_batches(texts, batch_size):
             embedded = self.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             vectors[index] = embedded.float().cpu().numpy()
         self.train(was_training)
