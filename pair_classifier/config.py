@@ -197,10 +197,13 @@ class EvaluateConfig:
 class ExportConfig:
     opset: int = 17
     optimize_level: int = 2
+    # ORT transformer-optimiser fusions left out (its FusionOptions' ``enable_<name>`` flags)
+    optimizer_fusions_off: list[str] = field(default_factory=list)
     parity_split: Literal["train", "val", "test"] = "val"
     parity_batch_size: int = 32
     max_abs_score_diff: float = 1.0e-4
     min_prediction_agreement: float = 1.0
+    tie_margin: float = 0.0  # near-tie flips excused: reference top-two probability gap <= this
     threads: int = 0
 
 

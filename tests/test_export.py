@@ -23,7 +23,8 @@ from pair_classifier.compress.pruning import (
 from pair_classifier.config import ClassifierConfig, ExportConfig, QuantizeConfig, TrtConfig
 from pair_classifier.constants import BI_ENCODER_SUBDIR
 from pair_classifier.export.bundle import export_bundle
-from pair_classifier.export.interface import TOKENIZER_SUBDIR, variant_file
+from pair_classifier.export.interface import TOKENIZER_SUBDIR, ExportError, variant_file
+from pair_classifier.export.onnx_export import optimize_onnx
 from pair_classifier.export.quantization import QuantizationError, quantize_bundle
 from pair_classifier.export.runtime import (
     ParityError,
@@ -157,6 +158,49 @@ def test_parity_check_fails_loudly_on_a_tampered_graph(export_dir: Path, tmp_pat
         ParityError, match=r"tampered: parity check failed on 16 pairs: max \|Δscore\|"
     ):
         check_parity(report, "tampered", 1e-4, 1.0)
+
+
+def _binary(positive: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and probabilities of binary predictions with these positive-class probabilities."""
+    probabilities = np.array([[1 - p, p] for p in positive], dtype=np.float32)
+    return probabilities[:, 1:] - 0.5, probabilities
+
+
+def test_parity_excuses_flips_only_on_the_references_near_ties() -> None:
+    reference = _binary([0.5002, 0.9, 0.2])
+    flipped_near_tie = _binary([0.4999, 0.9, 0.2])
+    report = parity(reference, flipped_near_tie, tie_margin=1e-3)
+    assert report.prediction_agreement == pytest.approx(2 / 3)
+    assert report.near_tie_flips == 1
+    check_parity(report, "near tie", 1e-3, 1.0)  # passes: the flip is excused
+    with pytest.raises(ParityError, match=r"prediction agreement 0.6667 < 1.0000 \(0 near-tie"):
+        check_parity(parity(reference, flipped_near_tie), "no margin", 1e-3, 1.0)
+    flipped_confident = _binary([0.5002, 0.4, 0.2])
+    with pytest.raises(ParityError, match=r"confident: .*prediction agreement 0.6667"):
+        check_parity(parity(reference, flipped_confident, tie_margin=1e-3), "confident", 1.0, 1.0)
+
+
+def _op_types(path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_optimizer_leaves_out_the_configured_fusions(
+    export_dir: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    fused = export_dir / "student.optimized.onnx"  # every fusion on (the dataclass default)
+    assert "SkipLayerNormalization" in _op_types(fused)
+    config = dataclasses.replace(EXPORT, optimizer_fusions_off=["skip_layer_norm"])
+    metrics = export_bundle({"student": tiny_model_dir}, tmp_path, pairs_frame(16, 6), config)
+    assert "SkipLayerNormalization" not in _op_types(tmp_path / "student.optimized.onnx")
+    assert metrics["student_optimized"]["prediction_agreement"] == 1.0
+
+
+def test_optimizer_rejects_an_unknown_fusion_by_name(export_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        ExportError, match=r"export.optimizer_fusions_off: unknown fusion 'skip_norm'; expected"
+    ):
+        optimize_onnx(export_dir / "student.onnx", tmp_path / "out.onnx", 2, 32, 2, ["skip_norm"])
+    assert not (tmp_path / "out.onnx").exists()
 
 
 def _splits() -> dict:

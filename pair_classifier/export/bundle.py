@@ -53,13 +53,15 @@ def export_bundle(
     deployed = list(models)[-1]
     encoder_config = predictor.bi_encoder.encoder.config
     heads = spec.pruned_heads[0] if spec.pruned_heads else encoder_config.num_attention_heads
+    head_size = encoder_config.hidden_size // encoder_config.num_attention_heads
     optimized = out_dir / variant_file(deployed, OPTIMIZED)
     optimize_onnx(
         out_dir / variant_file(deployed),
         optimized,
         heads,
-        encoder_config.hidden_size,
+        heads * head_size,
         config.optimize_level,
+        config.optimizer_fusions_off,
     )
     metrics[f"{deployed}_{OPTIMIZED}"] = check_onnx_against(
         f"{deployed} {OPTIMIZED}",

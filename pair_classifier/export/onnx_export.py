@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pair_classifier.config import ExportConfig
-from pair_classifier.export.interface import SCORING_INPUTS, SCORING_OUTPUTS
+from pair_classifier.export.interface import SCORING_INPUTS, SCORING_OUTPUTS, ExportError
 from pair_classifier.export.runtime import (
     check_parity,
     onnx_runner,
@@ -21,6 +22,7 @@ from pair_classifier.export.scoring import ScoringModel
 from pair_classifier.export.tokenization import PairTokenizer
 
 EAGER_ATTENTION = "eager"  # traceable attention; SDPA kernels do not export with the legacy path
+FUSION_FLAG = "enable_"  # FusionOptions' switches are enable_<fusion>
 
 
 def export_onnx(
@@ -51,17 +53,36 @@ def export_onnx(
 
 
 def optimize_onnx(
-    source: Path, target: Path, num_heads: int, hidden_size: int, opt_level: int
+    source: Path,
+    target: Path,
+    num_heads: int,
+    attention_width: int,
+    opt_level: int,
+    fusions_off: Sequence[str] = (),
 ) -> None:
-    """ONNX Runtime's transformer optimiser: fused attention, LayerNorm, GELU."""
+    """ONNX Runtime's transformer optimiser: fused attention, LayerNorm, GELU.
+
+    ``attention_width`` is heads x head size, which pruned heads make smaller than the hidden
+    size; ``fusions_off`` names the fusions to leave out (`export.optimizer_fusions_off`).
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    known = sorted(n.removeprefix(FUSION_FLAG) for n in vars(options) if n.startswith(FUSION_FLAG))
+    for name in fusions_off:
+        if name not in known:
+            raise ExportError(
+                f"export.optimizer_fusions_off: unknown fusion {name!r}; expected one of {known}"
+            )
+        setattr(options, FUSION_FLAG + name, False)
     optimized = optimize_model(
         str(source),
         model_type="bert",
         num_heads=num_heads,
-        hidden_size=hidden_size,
+        hidden_size=attention_width,
         opt_level=opt_level,
+        optimization_options=options,
     )
     optimized.save_model_to_file(str(target))
 
@@ -80,7 +101,7 @@ def export_scoring_model(
     candidate = run_batches(
         onnx_runner(path, config.threads), tokenize, pairs, config.parity_batch_size
     )
-    report = parity(reference, candidate)
+    report = parity(reference, candidate, config.tie_margin)
     check_parity(report, name, config.max_abs_score_diff, config.min_prediction_agreement)
     return report.as_dict() | {"megabytes": round(path.stat().st_size / 2**20, 2)}
 
@@ -98,6 +119,7 @@ def check_onnx_against(
     report = parity(
         run_batches(onnx_runner(reference, config.threads), tokenize, pairs, batch),
         run_batches(onnx_runner(candidate, config.threads), tokenize, pairs, batch),
+        config.tie_margin,
     )
     check_parity(report, name, config.max_abs_score_diff, config.min_prediction_agreement)
     return report.as_dict() | {"megabytes": round(candidate.stat().st_size / 2**20, 2)}
