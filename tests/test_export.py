@@ -175,6 +175,9 @@ def test_parity_excuses_flips_only_on_the_references_near_ties() -> None:
     check_parity(report, "near tie", 1e-3, 1.0)  # passes: the flip is excused
     with pytest.raises(ParityError, match=r"prediction agreement 0.6667 < 1.0000 \(0 near-tie"):
         check_parity(parity(reference, flipped_near_tie), "no margin", 1e-3, 1.0)
+    many = parity(_binary([0.5002] + [0.9] * 499), _binary([0.4999] + [0.9] * 499), 1e-3)
+    assert many.agreement_beyond_ties == 1.0  # counted, not summed from rounded shares
+    check_parity(many, "500 pairs", 1e-3, 1.0)
     flipped_confident = _binary([0.5002, 0.4, 0.2])
     with pytest.raises(ParityError, match=r"confident: .*prediction agreement 0.6667"):
         check_parity(parity(reference, flipped_confident, tie_margin=1e-3), "confident", 1.0, 1.0)

@@ -28,13 +28,17 @@ class ParityReport:
     pairs: int
     max_abs_score_diff: float
     max_abs_probability_diff: float
-    prediction_agreement: float
+    flips: int  # pairs whose predicted class changed
     near_tie_flips: int = 0
+
+    @property
+    def prediction_agreement(self) -> float:
+        return 1.0 - self.flips / self.pairs
 
     @property
     def agreement_beyond_ties(self) -> float:
         """Prediction agreement with the near-tie flips excused."""
-        return self.prediction_agreement + self.near_tie_flips / self.pairs
+        return 1.0 - (self.flips - self.near_tie_flips) / self.pairs
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -116,7 +120,7 @@ def parity(
         pairs=int(len(scores)),
         max_abs_score_diff=float(np.abs(scores - ref_scores).max()),
         max_abs_probability_diff=float(np.abs(probabilities - ref_probabilities).max()),
-        prediction_agreement=float(1.0 - flipped.mean()),
+        flips=int(flipped.sum()),
         near_tie_flips=int((flipped & near_tie).sum()),
     )
 
