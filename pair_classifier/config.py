@@ -2,11 +2,14 @@
 
 Each stage loads the sections it declares in dvc.yaml through these dataclasses, so a typo or a
 missing key in a config fails at start-up with the section and key named, not deep in training.
+params.yaml is the only source of the pipeline's settings: a stage's section must name every
+key (``section``). The dataclass defaults serve callers of the library (tests, notebooks).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -65,6 +68,11 @@ class DataConfig:
         return self.class_names.index(self.positive_label)
 
     def __post_init__(self) -> None:
+        if len(self.separator) != 1:
+            raise ConfigError(
+                f"data.separator: expected one character (e.g. ',' or '\\t'), "
+                f"got {self.separator!r}"
+            )
         if len(self.class_names) < 2:
             raise ConfigError(f"data.labels: need at least 2 classes, got {self.class_names}")
         if self.positive_label not in self.class_names:
@@ -80,6 +88,17 @@ class PrepareConfig:
     split_seed: int = 42
     max_problems_reported: int = 20
     length_percentiles: list[int] = field(default_factory=lambda: [50, 90, 95, 99, 100])
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(
+                f"prepare.val_fraction: expected a share between 0 and 1, got {self.val_fraction}"
+            )
+        outside = [p for p in self.length_percentiles if not 0 <= p <= 100]
+        if outside:
+            raise ConfigError(
+                f"prepare.length_percentiles: expected values in 0..100, got {outside}"
+            )
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,13 @@ class TrainConfig:
     early_stopping_patience: int = 2
     log_every_n_steps: int = 10
 
+    def __post_init__(self) -> None:
+        if self.freeze_bottom_layers < 0:
+            raise ConfigError(
+                f"train.freeze_bottom_layers: expected 0 or more blocks, "
+                f"got {self.freeze_bottom_layers}"
+            )
+
 
 @dataclass(frozen=True)
 class CrossEncoderConfig:
@@ -166,6 +192,11 @@ class DistillConfig:
     monitor_mode: Literal["min", "max"] = "max"
 
     def __post_init__(self) -> None:
+        if not self.keep_layers or any(block < 0 for block in self.keep_layers):
+            raise ConfigError(
+                f"distill.keep_layers: expected teacher block indices (0 or more), "
+                f"got {self.keep_layers}"
+            )
         if self.hidden_layers and len(self.hidden_layers) != len(self.keep_layers):
             raise ConfigError(
                 f"distill.hidden_layers: one teacher block per student block, i.e. "
@@ -211,7 +242,7 @@ class ExportConfig:
 class QuantizeConfig:
     calibration_size: int = 512
     calibration_batch_size: int = 32
-    calibration_method: Literal["minmax", "percentile", "entropy"] = "minmax"
+    calibration_method: Literal["minmax", "entropy"] = "minmax"
     per_channel: bool = True
     activation_type: Literal["quint8", "qint8"] = "quint8"
     weight_type: Literal["quint8", "qint8"] = "qint8"
@@ -221,6 +252,16 @@ class QuantizeConfig:
     serving_variant: Literal["int8_static", "int8_dynamic"] = "int8_static"
     include_nodes: str = r"/layer\.\d+/"
     static_exclude_nodes: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("include_nodes", "static_exclude_nodes"):
+            pattern = getattr(self, name)
+            try:
+                re.compile(pattern or "")
+            except re.error as error:
+                raise ConfigError(
+                    f"quantize.{name}: {pattern!r} is not a regular expression ({error})"
+                ) from None
 
 
 @dataclass(frozen=True)
@@ -264,11 +305,11 @@ class TrackingConfig:
     log_checkpoint: bool = True
 
 
-def _convert(value: Any, annotation: Any, where: str) -> Any:
+def _convert(value: Any, annotation: Any, where: str, complete: bool) -> Any:
     """Check ``value`` against ``annotation`` (recursing into dataclasses) and return it."""
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):
-        return from_mapping(annotation, value, where)
+        return from_mapping(annotation, value, where, complete)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
@@ -276,7 +317,7 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         errors = []
         for option in (o for o in options if o is not type(None)):
             try:
-                return _convert(value, option, where)
+                return _convert(value, option, where, complete)
             except ConfigError as error:
                 errors.append(str(error))
         raise ConfigError("; ".join(errors))
@@ -290,7 +331,9 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item_type,) = typing.get_args(annotation)
-        return [_convert(item, item_type, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [
+            _convert(item, item_type, f"{where}[{i}]", complete) for i, item in enumerate(value)
+        ]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -304,8 +347,11 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported annotation {annotation!r}")
 
 
-def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
-    """Build dataclass ``cls`` from a mapping, naming ``where`` in every error."""
+def from_mapping(cls: type[T], mapping: Any, where: str, complete: bool = False) -> T:
+    """Build dataclass ``cls`` from a mapping, naming ``where`` in every error.
+
+    ``complete``: every field must be in the mapping, defaults are not filled in (a key left out
+    of params.yaml would otherwise run silently with the library's default)."""
     if not isinstance(mapping, dict):
         raise ConfigError(f"{where}: expected a mapping, got {mapping!r}")
     hints = typing.get_type_hints(cls)
@@ -316,8 +362,10 @@ def from_mapping(cls: type[T], mapping: Any, where: str) -> T:
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in mapping:
-            values[f.name] = _convert(mapping[f.name], hints[f.name], f"{where}.{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            values[f.name] = _convert(mapping[f.name], hints[f.name], f"{where}.{f.name}", complete)
+        elif complete or (
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ):
             raise ConfigError(f"{where}: missing required key {f.name!r}")
     return cls(**values)
 
@@ -326,14 +374,25 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     """The whole params.yaml as plain data."""
     if not path.exists():
         raise ConfigError(f"{path}: not found (run from the project root, or `dvc exp run`)")
-    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return params
 
 
 def section(params: dict[str, Any], name: str, cls: type[T]) -> T:
-    """One typed section of params."""
+    """One typed section of params, every key given."""
     if name not in params:
         raise ConfigError(f"params.yaml: missing section {name!r}")
-    return from_mapping(cls, params[name], name)
+    return from_mapping(cls, params[name], name, complete=True)
+
+
+def read_seed(params: dict[str, Any]) -> int:
+    """The pipeline's top-level ``seed``."""
+    seed = params.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"params.yaml: seed: expected an integer, got {seed!r}")
+    return seed

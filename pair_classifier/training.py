@@ -85,7 +85,7 @@ def plan_run(checkpoint_dir: Path, fingerprint: str) -> TrainingRun:
     """Resume an unfinished run of this fingerprint from its last checkpoint; else start clean."""
     state_file = checkpoint_dir / CHECKPOINT_STATE
     state = read_json(state_file) if state_file.is_file() else {}
-    last = checkpoint_dir / f"{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}"
+    last = TrainingRun(checkpoint_dir, fingerprint, None).last
     if state.get("fingerprint") == fingerprint and not state.get("completed") and last.is_file():
         return TrainingRun(checkpoint_dir, fingerprint, last)
     if checkpoint_dir.exists():
@@ -96,7 +96,7 @@ def plan_run(checkpoint_dir: Path, fingerprint: str) -> TrainingRun:
 
 
 def resolve_accelerator(train: TrainConfig) -> tuple[str, str]:
-    """Accelerator and the precision configured for it (bf16-mixed on CPU, 16-mixed on CUDA)."""
+    """Accelerator and the precision configured for it (``train.precision.cpu`` or ``.cuda``)."""
     accelerator = train.accelerator
     if accelerator == "auto":
         accelerator = "cuda" if torch.cuda.is_available() else "cpu"
@@ -208,10 +208,7 @@ def train_bi_encoder(
     trainer.fit(module, datamodule=datamodule, ckpt_path=run.resume_from)
     seconds = time.perf_counter() - started
     accelerator, precision = resolve_accelerator(train)
-    best_state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)[
-        "state_dict"
-    ]
-    module.load_state_dict(best_state)
+    load_best_weights(module, best)
     metrics = {
         f"best_{train.monitor}": float(best.best_model_score),
         "epochs": trainer.current_epoch,

@@ -1,5 +1,7 @@
 """Stage distill: a smaller, pruned student distilled from the teacher, with its own SVM."""
 
+from pathlib import Path
+
 from pair_classifier.compress.student import distill_student
 from pair_classifier.config import (
     ClassifierConfig,
@@ -9,6 +11,7 @@ from pair_classifier.config import (
     TrackingConfig,
     TrainConfig,
     read_params,
+    read_seed,
     section,
 )
 from pair_classifier.constants import (
@@ -51,12 +54,17 @@ def main() -> None:
             section(params, "classifier", ClassifierConfig),
             section(params, "data", DataConfig),
             section(params, "model", ModelConfig),
-            int(params["seed"]),
+            read_seed(params),
             loggers,
             cross_loggers,
         )
-        replace_dir_atomically(STUDENT_DIR / BI_ENCODER_SUBDIR, student.save)
-        replace_dir_atomically(STUDENT_DIR / CLASSIFIER_SUBDIR, classifier.save)
+
+        def save(staging: Path) -> None:
+            """Encoder and SVM swapped in together: never a new encoder beside an old SVM."""
+            student.save(staging / BI_ENCODER_SUBDIR)
+            classifier.save(staging / CLASSIFIER_SUBDIR)
+
+        replace_dir_atomically(STUDENT_DIR, save)
         write_json(DISTILL_METRICS, metrics)
         log_metrics(metrics, "distill.")
         log_artifacts(STUDENT_DIR, "model/student")

@@ -6,6 +6,7 @@ from pair_classifier.config import (
     TrackingConfig,
     TrainConfig,
     read_params,
+    read_seed,
     section,
 )
 from pair_classifier.constants import (
@@ -42,9 +43,13 @@ def main() -> None:
     model = section(params, "model", ModelConfig)
     train = section(params, "train", TrainConfig)
     tracking = section(params, "tracking", TrackingConfig)
-    seed = int(params["seed"])
-    run = plan_run(CHECKPOINTS_DIR, training_fingerprint(PREPARED_DIR, model, train, data, seed))
+    seed = read_seed(params)
     with stage_run("embed-train", params, tracking) as run_id:
+        # Only once the configs are read and tracking answers: a finished or changed run's
+        # checkpoints are cleared here, and DVC does not cache them.
+        run = plan_run(
+            CHECKPOINTS_DIR, training_fingerprint(PREPARED_DIR, model, train, data, seed)
+        )
         loggers = training_loggers(
             DVCLIVE_DIR, run.resume_from is not None, run_id, tracking_uri(tracking)
         )

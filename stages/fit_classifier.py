@@ -6,6 +6,7 @@ from pair_classifier.config import (
     DataConfig,
     TrackingConfig,
     read_params,
+    read_seed,
     section,
 )
 from pair_classifier.constants import (
@@ -37,7 +38,7 @@ def main() -> None:
             config,
             data.class_names,
             data.positive_label,
-            int(params["seed"]),
+            read_seed(params),
         )
         out = TEACHER_DIR / CLASSIFIER_SUBDIR
         replace_dir_atomically(out, classifier.save)

@@ -22,8 +22,9 @@ def main() -> None:
     params = read_params()
     data = section(params, "data", DataConfig)
     prepare = section(params, "prepare", PrepareConfig)
-    count_tokens = token_counter(load_tokenizer(section(params, "model", ModelConfig)))
+    model = section(params, "model", ModelConfig)
     with stage_run("prepare", params, section(params, "tracking", TrackingConfig)):
+        count_tokens = token_counter(load_tokenizer(model))
         report = prepare_data(Path(data.dir), PREPARED_DIR, data, prepare, count_tokens)
         write_json(DATA_METRICS, report)
         log_metrics(report, "data.")

@@ -5,6 +5,7 @@ from pair_classifier.config import (
     QuantizeConfig,
     TrackingConfig,
     read_params,
+    read_seed,
     section,
 )
 from pair_classifier.constants import (
@@ -40,7 +41,7 @@ def main() -> None:
                     config,
                     export.parity_batch_size,
                     export.threads,
-                    int(params["seed"]),
+                    read_seed(params),
                 )
             )
 

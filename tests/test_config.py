@@ -12,16 +12,38 @@ from omegaconf import OmegaConf
 
 from pair_classifier.config import (
     BenchmarkConfig,
+    ClassifierConfig,
     ConfigError,
     DataConfig,
+    DistillConfig,
+    EvaluateConfig,
+    ExportConfig,
     ModelConfig,
+    PrepareConfig,
+    QuantizeConfig,
+    TrackingConfig,
     TrainConfig,
+    TrtConfig,
     from_mapping,
     read_params,
+    read_seed,
     section,
 )
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS = {
+    "data": DataConfig,
+    "prepare": PrepareConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "classifier": ClassifierConfig,
+    "evaluate": EvaluateConfig,
+    "distill": DistillConfig,
+    "export": ExportConfig,
+    "quantize": QuantizeConfig,
+    "trt": TrtConfig,
+    "benchmark": BenchmarkConfig,
+    "tracking": TrackingConfig,
+}
 
 
 def compose_params(overrides: list[str] = ()) -> dict:
@@ -35,10 +57,66 @@ def test_committed_params_match_the_hydra_composition() -> None:
     assert committed == compose_params()
 
 
-@pytest.mark.parametrize("group", ["data=csv_pairs", "model=minilm_l12", "classifier=rbf_svm"])
+@pytest.mark.parametrize(
+    "group", ["data=csv_pairs", "model=minilm_l12", "classifier=linear_svm", "classifier=rbf_svm"]
+)
 def test_every_config_group_option_is_valid(group: str) -> None:
     params = compose_params([group])
+    assert set(SECTIONS) | {"seed"} == set(params)
     for name, cls in SECTIONS.items():
+        section(params, name, cls)
+    assert isinstance(read_seed(params), int)
+
+
+def test_a_key_left_out_of_params_is_named_not_defaulted() -> None:
+    params = compose_params()
+    del params["distill"]["lr"]
+    with pytest.raises(ConfigError, match="distill: missing required key 'lr'"):
+        section(params, "distill", DistillConfig)
+    del params["distill"]["cross_encoder"]["epochs"]
+    with pytest.raises(ConfigError, match="distill.cross_encoder: missing required key 'epochs'"):
+        from_mapping(DistillConfig, params["distill"], "distill", complete=True)
+    # The library's own callers may still lean on the defaults.
+    assert from_mapping(DistillConfig, params["distill"], "distill").lr == DistillConfig.lr
+
+
+@pytest.mark.parametrize("seed", [None, "42", 4.7, True])
+def test_seed_must_be_an_integer(seed: object) -> None:
+    params = {} if seed is None else {"seed": seed}
+    with pytest.raises(ConfigError, match="params.yaml: seed: expected an integer"):
+        read_seed(params)
+
+
+@pytest.mark.parametrize(
+    ("override", "name", "cls", "message"),
+    [
+        ("data.separator=';;'", "data", DataConfig, "data.separator: expected one character"),
+        ("prepare.val_fraction=1.5", "prepare", PrepareConfig, "prepare.val_fraction: expected"),
+        (
+            "prepare.length_percentiles=[50,101]",
+            "prepare",
+            PrepareConfig,
+            r"prepare.length_percentiles: expected values in 0..100, got \[101\]",
+        ),
+        ("train.freeze_bottom_layers=-1", "train", TrainConfig, "train.freeze_bottom_layers"),
+        ("distill.keep_layers=[]", "distill", DistillConfig, "distill.keep_layers: expected"),
+        (
+            "quantize.include_nodes='/layer[/'",
+            "quantize",
+            QuantizeConfig,
+            "quantize.include_nodes: '/layer\\[/' is not a regular expression",
+        ),
+        (
+            "quantize.calibration_method=percentile",
+            "quantize",
+            QuantizeConfig,
+            r"quantize.calibration_method: expected one of \('minmax', 'entropy'\)",
+        ),
+    ],
+)
+def test_out_of_range_settings_are_named(override: str, name: str, cls: type, message: str) -> None:
+    params = compose_params([override])
+    with pytest.raises(ConfigError, match=message):
         section(params, name, cls)
 
 
@@ -64,6 +142,13 @@ def test_benchmark_needs_a_throughput_pass() -> None:
     params = compose_params(["benchmark.throughput_passes=0"])
     with pytest.raises(ConfigError, match="benchmark.throughput_passes: need at least 1, got 0"):
         section(params, "benchmark", BenchmarkConfig)
+
+
+def test_params_file_that_is_not_yaml_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: [42\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{path}: not valid YAML"):
+        read_params(path)
 
 
 def test_missing_params_file(tmp_path: Path) -> None:

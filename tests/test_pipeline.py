@@ -115,11 +115,13 @@ def _copy_working_tree(target: Path) -> None:
 
 def _use_tiny_configs(project: Path, tiny_bert_dir: Path) -> None:
     """Tiny model and training as config groups, so `dvc exp run` composes them too."""
-    (project / "configs/model/tiny.yaml").write_text(
-        yaml.safe_dump(
-            {"name": "tiny", "pretrained": str(tiny_bert_dir), "hf_cache": None, "max_length": 32}
-        )
-    )
+    model = yaml.safe_load((project / "configs/model/minilm_l6.yaml").read_text()) | {
+        "name": "tiny",
+        "pretrained": str(tiny_bert_dir),
+        "hf_cache": None,
+        "max_length": 32,
+    }
+    (project / "configs/model/tiny.yaml").write_text(yaml.safe_dump(model))
     train = yaml.safe_load((project / "configs/train/default.yaml").read_text()) | TINY_TRAIN
     (project / "configs/train/tiny.yaml").write_text(yaml.safe_dump(train))
     distill = yaml.safe_load((project / "configs/distill/default.yaml").read_text()) | TINY_DISTILL
