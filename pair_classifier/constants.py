@@ -38,6 +38,7 @@ BEST_CHECKPOINT = "best"
 CHECKPOINT_STATE = "state.json"
 
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+DOWNLOAD_TIMEOUT_S = 60  # per file of a data set's public source
 ENV_DVC_EXP_NAME = "DVC_EXP_NAME"
 
 DATA_METRICS = METRICS_DIR / "data.json"

@@ -43,6 +43,45 @@ def test_public_source_is_laid_out_like_the_shared_drive(
     assert train[0] == val[0]  # both keep the header
 
 
+def test_failed_download_names_the_url_and_writes_nothing(
+    in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = in_tmp_dir / "published"
+    write_mrpc_file(published / "train.txt", synthetic_pairs(12, seed=0))
+    source = PublicSource(  # the test file is missing from the source
+        base_url=published.as_uri() + "/",
+        files={"msr-para-train.tsv": "train.txt", "msr-para-test.tsv": "test.txt"},
+    )
+    monkeypatch.setitem(download.PUBLIC_SOURCES, "test_source", source)
+    config = dataclasses.replace(mrpc_config, shared_dir=None, public_source="test_source")
+    target = in_tmp_dir / config.dir
+    target.mkdir(parents=True)
+    (target / "notes.txt").write_text("kept")
+    with pytest.raises(DataError, match=r"published/test\.txt: download failed .* left as it was"):
+        download_data(config)
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no staging left behind
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]  # train was not half-delivered
+    assert (target / "notes.txt").read_text() == "kept"
+
+
+def test_source_too_short_to_split_names_its_url(
+    in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = in_tmp_dir / "published"
+    write_mrpc_file(published / "train.txt", synthetic_pairs(3, seed=0))
+    write_mrpc_file(published / "test.txt", synthetic_pairs(3, seed=9))
+    source = PublicSource(
+        base_url=published.as_uri() + "/",
+        files={"msr-para-train.tsv": "train.txt", "msr-para-test.tsv": "test.txt"},
+        tail_split=("msr-para-train.tsv", "msr-para-val.tsv", 4),
+    )
+    monkeypatch.setitem(download.PUBLIC_SOURCES, "test_source", source)
+    config = dataclasses.replace(mrpc_config, shared_dir=None, public_source="test_source")
+    with pytest.raises(DataError, match=r"published/train\.txt: 3 rows, cannot move the last 4"):
+        download_data(config)
+    assert not (in_tmp_dir / config.dir).exists()
+
+
 def test_no_source_is_a_clear_error(in_tmp_dir: Path, mrpc_config: DataConfig) -> None:
     config = dataclasses.replace(mrpc_config, shared_dir="nowhere", public_source=None)
     with pytest.raises(DataError, match=r"data/mrpc: no data\. Expected files"):

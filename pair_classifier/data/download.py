@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from pair_classifier.config import DataConfig
-from pair_classifier.constants import DATA_DVC_FILE
+from pair_classifier.constants import DATA_DVC_FILE, DOWNLOAD_TIMEOUT_S
 from pair_classifier.data.reading import DataError
 
 
@@ -35,6 +36,7 @@ PUBLIC_SOURCES = {
 
 
 def expected_files(config: DataConfig) -> list[str]:
+    """The raw files the data config names (validation is optional)."""
     return [name for name in (config.files.train, config.files.val, config.files.test) if name]
 
 
@@ -65,23 +67,37 @@ def _copy_from(source: Path, target: Path, config: DataConfig) -> None:
         shutil.copy2(source / name, target / name)
 
 
-def _split_tail(target: Path, split: tuple[str, str, int]) -> None:
+def _split_tail(directory: Path, split: tuple[str, str, int], origin: str) -> None:
+    """Move the last rows of one downloaded file (``origin``: its URL) to a file of their own."""
     source_name, tail_name, rows = split
-    source = target / source_name
+    source = directory / source_name
     header, *lines = source.read_bytes().splitlines(keepends=True)
     if len(lines) <= rows:
-        raise DataError(f"{source}: {len(lines)} rows, cannot move the last {rows} to {tail_name}")
+        raise DataError(f"{origin}: {len(lines)} rows, cannot move the last {rows} to {tail_name}")
     source.write_bytes(header + b"".join(lines[:-rows]))
-    (target / tail_name).write_bytes(header + b"".join(lines[-rows:]))
+    (directory / tail_name).write_bytes(header + b"".join(lines[-rows:]))
 
 
 def _download(source: PublicSource, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for local, remote in source.files.items():
-        with urllib.request.urlopen(source.base_url + remote) as response:
-            (target / local).write_bytes(response.read())
-    if source.tail_split:
-        _split_tail(target, source.tail_split)
+    """Fetch and lay out every file in a staging folder beside ``target``, then move them in:
+    a failed or partial download leaves ``target`` as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as staging:
+        for local, remote in source.files.items():
+            url = source.base_url + remote
+            try:
+                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                    (Path(staging) / local).write_bytes(response.read())
+            except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts; bad URLs
+                raise DataError(
+                    f"{url}: download failed ({error}); {target} left as it was"
+                ) from error
+        if source.tail_split:
+            origin = source.base_url + source.files[source.tail_split[0]]
+            _split_tail(Path(staging), source.tail_split, origin)
+        target.mkdir(parents=True, exist_ok=True)
+        for path in Path(staging).iterdir():
+            path.replace(target / path.name)
 
 
 def download_data(config: DataConfig, shared_dir: Path | None = None) -> str:
