@@ -286,6 +286,7 @@ class BenchmarkConfig:
     warmup_batches: int = 3
     throughput_passes: int = 3
     threads: int = 0
+    min_f1_kept: float = 0.99  # accurate enough: at least this share of the teacher's F1
 
     def __post_init__(self) -> None:
         if self.throughput_passes < 1:

@@ -39,6 +39,7 @@ CHECKPOINT_STATE = "state.json"
 
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 DOWNLOAD_TIMEOUT_S = 60  # per file of a data set's public source
+MEBIBYTE = 2**20  # sizes on disk are reported in MiB
 ENV_DVC_EXP_NAME = "DVC_EXP_NAME"
 
 DATA_METRICS = METRICS_DIR / "data.json"
@@ -59,6 +60,8 @@ QUANTIZE_METRICS = METRICS_DIR / "quantize.json"
 TRT_METRICS = METRICS_DIR / "trt.json"
 BENCHMARK_METRICS = METRICS_DIR / "benchmark.json"
 BENCHMARK_PLOTS_DIR = PLOTS_DIR / "benchmark"
+BENCHMARK_PARETO_DATA = BENCHMARK_PLOTS_DIR / "pareto.json"
+BENCHMARK_PARETO_PNG = BENCHMARK_PLOTS_DIR / "pareto.png"
 DVCLIVE_DISTILL_DIR = Path("dvclive/distill")
 CROSS_ENCODER_SUBDIR = "cross_encoder"  # its checkpoints and DVCLive logs, inside distill's
 STUDENT_CHECKPOINT_SUBDIR = "student"  # beside the cross-encoder's, in distill's checkpoints

@@ -1,5 +1,7 @@
 """Stage onnx: teacher and student as self-contained ONNX graphs, checked against PyTorch."""
 
+from pathlib import Path
+
 from pair_classifier.config import ExportConfig, TrackingConfig, read_params, section
 from pair_classifier.constants import (
     DEPLOYED_MODEL,
@@ -24,7 +26,7 @@ def main() -> None:
         pairs = load_split(PREPARED_DIR, config.parity_split)
         metrics: dict = {}
 
-        def export(staging):
+        def export(staging: Path) -> None:
             metrics.update(
                 export_bundle(
                     {TEACHER_MODEL: TEACHER_DIR, DEPLOYED_MODEL: STUDENT_DIR},

@@ -1,5 +1,7 @@
 """Stage quantize: int8 student graphs (dynamic for CPU, calibrated static QDQ for serving)."""
 
+from pathlib import Path
+
 from pair_classifier.config import (
     ExportConfig,
     QuantizeConfig,
@@ -31,7 +33,7 @@ def main() -> None:
         splits = {split: load_split(PREPARED_DIR, split) for split in SPLITS}
         metrics: dict = {}
 
-        def quantize(staging):
+        def quantize(staging: Path) -> None:
             metrics.update(
                 quantize_bundle(
                     ONNX_DIR,

@@ -1,5 +1,7 @@
 """Stage trt: TensorRT engines (fp16, int8) of the student; a recorded skip without CUDA."""
 
+from pathlib import Path
+
 from pair_classifier.config import ExportConfig, TrackingConfig, TrtConfig, read_params, section
 from pair_classifier.constants import (
     DEPLOYED_MODEL,
@@ -24,7 +26,7 @@ def main() -> None:
         pairs = load_split(PREPARED_DIR, export.parity_split)
         metrics: dict = {}
 
-        def build(staging):
+        def build(staging: Path) -> None:
             metrics.update(
                 build_trt_bundle(
                     ONNX_DIR,

@@ -20,7 +20,13 @@ from pair_classifier.compress.pruning import (
     keep_layers,
     prune_by_importance,
 )
-from pair_classifier.config import ClassifierConfig, ExportConfig, QuantizeConfig, TrtConfig
+from pair_classifier.config import (
+    ClassifierConfig,
+    ConfigError,
+    ExportConfig,
+    QuantizeConfig,
+    TrtConfig,
+)
 from pair_classifier.constants import BI_ENCODER_SUBDIR
 from pair_classifier.export.bundle import export_bundle
 from pair_classifier.export.interface import TOKENIZER_SUBDIR, ExportError, variant_file
@@ -37,6 +43,8 @@ from pair_classifier.export.scoring import ScoringModel
 from pair_classifier.export.tensorrt_engine import (
     EngineBuildError,
     build_trt_bundle,
+    engine_name,
+    engine_precision,
     profile_shapes,
 )
 from pair_classifier.export.tokenization import PairTokenizer
@@ -234,6 +242,15 @@ def test_quantize_fails_when_accuracy_drops_beyond_the_bound(
         quantize_bundle(export_dir, tmp_path, "student", _splits(), config, 8, 1, 0)
 
 
+def test_quantize_refuses_a_node_pattern_that_matches_nothing(
+    export_dir: Path, tmp_path: Path
+) -> None:
+    """ONNX Runtime would read the empty node list as "all nodes", the classifier included."""
+    config = QuantizeConfig(calibration_size=16, calibration_batch_size=8, include_nodes="/nope/")
+    with pytest.raises(ConfigError, match=r"quantize.include_nodes '/nope/' .* matches none of"):
+        quantize_bundle(export_dir, tmp_path, "student", _splits(), config, 8, 1, 0)
+
+
 def test_trt_stage_records_its_skip_without_cuda(export_dir: Path, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the skip path does not apply")
@@ -246,5 +263,11 @@ def test_trt_profile_shapes_come_from_config() -> None:
     shapes = profile_shapes(TrtConfig(min_batch=1, opt_batch=8, max_batch=16, max_sequence=64))
     assert shapes["input_ids_a"] == ((1, 1), (8, 32), (16, 64))
     assert set(shapes) == {"input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b"}
-    with pytest.raises(EngineBuildError, match="min <= opt <= max"):
+    with pytest.raises(EngineBuildError, match="trt.min_batch <= trt.opt_batch <= trt.max_batch"):
         profile_shapes(TrtConfig(opt_batch=128, max_batch=64))
+    with pytest.raises(EngineBuildError, match="trt.min_sequence <= trt.opt_sequence"):
+        profile_shapes(TrtConfig(min_sequence=64, opt_sequence=32))
+
+
+def test_engine_names_carry_their_precision() -> None:
+    assert engine_precision(Path("out") / engine_name("student.v2", "int8")) == "int8"

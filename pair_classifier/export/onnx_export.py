@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pair_classifier.config import ExportConfig
+from pair_classifier.constants import MEBIBYTE
 from pair_classifier.export.interface import SCORING_INPUTS, SCORING_OUTPUTS, ExportError
 from pair_classifier.export.runtime import (
     check_parity,
@@ -103,7 +104,7 @@ def export_scoring_model(
     )
     report = parity(reference, candidate, config.tie_margin)
     check_parity(report, name, config.max_abs_score_diff, config.min_prediction_agreement)
-    return report.as_dict() | {"megabytes": round(path.stat().st_size / 2**20, 2)}
+    return report.as_dict() | {"megabytes": round(path.stat().st_size / MEBIBYTE, 2)}
 
 
 def check_onnx_against(
@@ -122,4 +123,4 @@ def check_onnx_against(
         config.tie_margin,
     )
     check_parity(report, name, config.max_abs_score_diff, config.min_prediction_agreement)
-    return report.as_dict() | {"megabytes": round(candidate.stat().st_size / 2**20, 2)}
+    return report.as_dict() | {"megabytes": round(candidate.stat().st_size / MEBIBYTE, 2)}

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pair_classifier.config import QuantizeConfig
-from pair_classifier.constants import LABEL
+from pair_classifier.config import ConfigError, QuantizeConfig
+from pair_classifier.constants import LABEL, MEBIBYTE
 from pair_classifier.errors import PairClassifierError
 from pair_classifier.evaluation import DECIMALS, score_predictions
 from pair_classifier.export.interface import (
@@ -61,17 +61,28 @@ def calibration_batches(
 
 
 def quantizable_nodes(graph: Path, include: str, exclude: str | None = None) -> list[str]:
-    """Names of the MatMul/Gemm nodes matching ``include`` (regex) and not ``exclude``."""
+    """Names of the MatMul/Gemm nodes matching ``include`` (regex) and not ``exclude``.
+
+    Never empty: ONNX Runtime reads an empty list as "quantise every node", the classifier too.
+    """
     import onnx
 
-    nodes = onnx.load(str(graph), load_external_data=False).graph.node
-    return [
+    nodes = list(onnx.load(str(graph), load_external_data=False).graph.node)
+    chosen = [
         node.name
         for node in nodes
         if node.op_type in QUANTIZED_OPS
         and re.search(include, node.name)
         and not (exclude and re.search(exclude, node.name))
     ]
+    if not chosen:
+        candidates = [node.name for node in nodes if node.op_type in QUANTIZED_OPS]
+        raise ConfigError(
+            f"quantize.include_nodes {include!r} (minus static_exclude_nodes {exclude!r}) "
+            f"matches none of the {len(candidates)} MatMul/Gemm nodes of {graph}, "
+            f"e.g. {candidates[:3]}"
+        )
+    return chosen
 
 
 def _quant_type(name: str) -> Any:
@@ -81,6 +92,7 @@ def _quant_type(name: str) -> Any:
 
 
 def quantize_dynamic_int8(source: Path, target: Path, config: QuantizeConfig) -> None:
+    """int8 weights, activations scaled per batch: the CPU fast path, not batch-invariant."""
     import onnx
     from onnxruntime.quantization import quantize_dynamic
 
@@ -127,7 +139,6 @@ def quantize_static_int8(
 
     methods = {
         "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }
     quantize_static(
@@ -242,7 +253,7 @@ def quantize_bundle(
             "val": scores,
             "accuracy_drop": round(drop, 4),
             "max_abs_probability_diff_batch1_vs_batched": invariance,
-            "megabytes": round(graph.stat().st_size / 2**20, 2),
+            "megabytes": round(graph.stat().st_size / MEBIBYTE, 2),
         }
     serving = metrics[config.serving_variant]["max_abs_probability_diff_batch1_vs_batched"]
     if serving > config.batch_invariance_tolerance:

@@ -66,7 +66,7 @@ def session(path: Path, threads: int) -> Any:
 
 
 def run_batches(
-    run: Any, tokenize: PairTokenizer, pairs: pd.DataFrame, batch_size: int
+    run: Runner, tokenize: PairTokenizer, pairs: pd.DataFrame, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores and probabilities of every pair, in batches of ``batch_size``, input order kept.
 
@@ -82,7 +82,8 @@ def run_batches(
     return np.concatenate(scores), np.concatenate(probabilities)
 
 
-def onnx_runner(path: Path, threads: int) -> Any:
+def onnx_runner(path: Path, threads: int) -> Runner:
+    """An ONNX Runtime CPU session of the scoring graph at ``path``, as a runner."""
     onnx_session = session(path, threads)
 
     def run(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,6 +112,7 @@ def parity(
     candidate: tuple[np.ndarray, np.ndarray],
     tie_margin: float = 0.0,
 ) -> ParityReport:
+    """How far ``candidate`` strays from ``reference`` (scores, probabilities) of the same pairs."""
     ref_scores, ref_probabilities = reference
     scores, probabilities = candidate
     flipped = probabilities.argmax(axis=1) != ref_probabilities.argmax(axis=1)

@@ -10,16 +10,19 @@ comes with the ``gpu`` extra.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pair_classifier.config import TrtConfig
+from pair_classifier.constants import MEBIBYTE
 from pair_classifier.errors import PairClassifierError
 from pair_classifier.export.interface import SCORING_INPUTS, SCORING_OUTPUTS
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ENGINE_SUFFIX = ".plan"
-MEBIBYTE = 2**20
 SKIP_NO_CUDA = "no CUDA device"
 SKIP_NO_TENSORRT = "tensorrt is not installed (uv sync --extra gpu)"
 SKIP_RECORD = "skipped.json"
@@ -42,6 +45,17 @@ def skip_reason() -> str | None:
     return None
 
 
+def engine_name(model: str, precision: str) -> str:
+    """``<model>.<precision>.plan``: engine files are named here and read back by
+    ``engine_precision``."""
+    return f"{model}.{precision}{ENGINE_SUFFIX}"
+
+
+def engine_precision(engine: Path) -> str:
+    """The precision an engine file was built for, from its name."""
+    return engine.name.removesuffix(ENGINE_SUFFIX).rsplit(".", 1)[-1]
+
+
 def profile_shapes(config: TrtConfig) -> dict[str, tuple[tuple[int, int], ...]]:
     """(min, opt, max) shape of every input for the optimisation profile."""
     shapes = (
@@ -49,9 +63,12 @@ def profile_shapes(config: TrtConfig) -> dict[str, tuple[tuple[int, int], ...]]:
         (config.opt_batch, config.opt_sequence),
         (config.max_batch, config.max_sequence),
     )
-    for low, mid, high in zip(*shapes):
+    for axis, (low, mid, high) in zip(("batch", "sequence"), zip(*shapes)):
         if not low <= mid <= high:
-            raise EngineBuildError(f"trt profile: need min <= opt <= max, got {low}, {mid}, {high}")
+            raise EngineBuildError(
+                f"trt.min_{axis} <= trt.opt_{axis} <= trt.max_{axis} needed, "
+                f"got {low}, {mid}, {high}"
+            )
     return {name: shapes for name in SCORING_INPUTS}
 
 
@@ -119,7 +136,7 @@ def build_trt_bundle(
     quantized_dir: Path,
     out_dir: Path,
     model: str,
-    pairs: Any,
+    pairs: pd.DataFrame,
     config: TrtConfig,
     batch_size: int,
     threads: int,
@@ -154,7 +171,7 @@ def build_trt_bundle(
     for precision in config.precisions:
         if precision not in sources:
             raise EngineBuildError(f"trt.precisions: {precision!r} is not one of {list(sources)}")
-        engine = out_dir / f"{model}.{precision}{ENGINE_SUFFIX}"
+        engine = out_dir / engine_name(model, precision)
         build_engine(sources[precision], engine, precision, config)
         report = parity(reference, run_batches(EngineRunner(engine), tokenize, pairs, batch_size))
         check_parity(
