@@ -22,19 +22,32 @@ def test_copies_from_the_shared_drive(in_tmp_dir: Path, mrpc_config: DataConfig)
     assert download_data(mrpc_config, shared) == "present"
 
 
-def test_public_source_is_laid_out_like_the_shared_drive(
-    in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    published = in_tmp_dir / "published"
-    write_mrpc_file(published / "train.txt", synthetic_pairs(12, seed=0))
-    write_mrpc_file(published / "test.txt", synthetic_pairs(5, seed=9))
+def _published_config(
+    root: Path,
+    mrpc_config: DataConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    train_rows: int,
+    test_rows: int | None,
+) -> DataConfig:
+    """MRPC laid out as SentEval publishes it, under ``root/published`` (a file:// source);
+    ``test_rows`` None leaves the test file out of the source."""
+    published = root / "published"
+    write_mrpc_file(published / "train.txt", synthetic_pairs(train_rows, seed=0))
+    if test_rows is not None:
+        write_mrpc_file(published / "test.txt", synthetic_pairs(test_rows, seed=9))
     source = PublicSource(
         base_url=published.as_uri() + "/",
         files={"msr-para-train.tsv": "train.txt", "msr-para-test.tsv": "test.txt"},
         tail_split=("msr-para-train.tsv", "msr-para-val.tsv", 4),
     )
     monkeypatch.setitem(download.PUBLIC_SOURCES, "test_source", source)
-    config = dataclasses.replace(mrpc_config, shared_dir=None, public_source="test_source")
+    return dataclasses.replace(mrpc_config, shared_dir=None, public_source="test_source")
+
+
+def test_public_source_is_laid_out_like_the_shared_drive(
+    in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _published_config(in_tmp_dir, mrpc_config, monkeypatch, 12, 5)
     assert download_data(config) == "public source test_source"
     target = in_tmp_dir / config.dir
     train = (target / "msr-para-train.tsv").read_bytes().splitlines()
@@ -46,14 +59,7 @@ def test_public_source_is_laid_out_like_the_shared_drive(
 def test_failed_download_names_the_url_and_writes_nothing(
     in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    published = in_tmp_dir / "published"
-    write_mrpc_file(published / "train.txt", synthetic_pairs(12, seed=0))
-    source = PublicSource(  # the test file is missing from the source
-        base_url=published.as_uri() + "/",
-        files={"msr-para-train.tsv": "train.txt", "msr-para-test.tsv": "test.txt"},
-    )
-    monkeypatch.setitem(download.PUBLIC_SOURCES, "test_source", source)
-    config = dataclasses.replace(mrpc_config, shared_dir=None, public_source="test_source")
+    config = _published_config(in_tmp_dir, mrpc_config, monkeypatch, 12, None)
     target = in_tmp_dir / config.dir
     target.mkdir(parents=True)
     (target / "notes.txt").write_text("kept")
@@ -67,16 +73,7 @@ def test_failed_download_names_the_url_and_writes_nothing(
 def test_source_too_short_to_split_names_its_url(
     in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    published = in_tmp_dir / "published"
-    write_mrpc_file(published / "train.txt", synthetic_pairs(3, seed=0))
-    write_mrpc_file(published / "test.txt", synthetic_pairs(3, seed=9))
-    source = PublicSource(
-        base_url=published.as_uri() + "/",
-        files={"msr-para-train.tsv": "train.txt", "msr-para-test.tsv": "test.txt"},
-        tail_split=("msr-para-train.tsv", "msr-para-val.tsv", 4),
-    )
-    monkeypatch.setitem(download.PUBLIC_SOURCES, "test_source", source)
-    config = dataclasses.replace(mrpc_config, shared_dir=None, public_source="test_source")
+    config = _published_config(in_tmp_dir, mrpc_config, monkeypatch, 3, 3)
     with pytest.raises(DataError, match=r"published/train\.txt: 3 rows, cannot move the last 4"):
         download_data(config)
     assert not (in_tmp_dir / config.dir).exists()
