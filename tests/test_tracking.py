@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pair_classifier.config import TrackingConfig
+from pair_classifier.constants import CHECKPOINTS_DIR, PREPARED_DIR, SPLIT_SUFFIX
 from pair_classifier.tracking import (
     TrackingUnavailable,
     check_reachable,
@@ -60,3 +62,24 @@ def test_data_version_reads_data_dvc(tmp_path: Path) -> None:
     assert data_version(dvc_file) == "untracked"
     dvc_file.write_text("outs:\n- md5: abc123.dir\n  path: data\n", encoding="utf-8")
     assert data_version(dvc_file) == "abc123.dir"
+
+
+def test_embed_train_keeps_its_checkpoints_when_tracking_is_unreachable(
+    in_tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints are not in DVC's cache: nothing may clear them before the run can be tracked."""
+    from conftest import REPO_ROOT
+
+    from stages import embed_train
+
+    shutil.copy(REPO_ROOT / "params.yaml", in_tmp_dir / "params.yaml")
+    (in_tmp_dir / PREPARED_DIR).mkdir(parents=True)
+    for split in ("train", "val"):  # enough for the run's fingerprint
+        (in_tmp_dir / PREPARED_DIR / f"{split}{SPLIT_SUFFIX}").write_bytes(split.encode())
+    checkpoints = in_tmp_dir / CHECKPOINTS_DIR
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "last.ckpt").write_bytes(b"an unfinished run")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(TrackingUnavailable):
+        embed_train.main()
+    assert (checkpoints / "last.ckpt").read_bytes() == b"an unfinished run"
