@@ -89,6 +89,7 @@ def length_sorted(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _runner(variant: Variant, threads: int) -> Callable:
+    """A callable from the four input arrays to (scores, probabilities) for a variant."""
     if variant.kind == "onnx":
         return onnx_runner(variant.path, threads)
     if variant.kind == "tensorrt":

@@ -31,6 +31,7 @@ from pair_classifier.constants import (
     TEXT_A,
     TEXT_B,
 )
+from pair_classifier.errors import ArtifactError, reading_artifact
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.bi_encoder import BiEncoder
@@ -52,9 +53,11 @@ class FittedClassifier:
         return self.estimator.calibrated_classifiers_[0].estimator.estimator
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Platt-scaled class probabilities, one row per pair of features."""
         return self.estimator.predict_proba(features)
 
     def save(self, directory: Path) -> None:
+        """Write the calibrated SVM (joblib) and its card (class names, selection report)."""
         directory.mkdir(parents=True, exist_ok=True)
         joblib.dump(self.estimator, directory / CLASSIFIER_FILE)
         write_json(
@@ -68,15 +71,19 @@ class FittedClassifier:
 
     @classmethod
     def load(cls, directory: Path) -> FittedClassifier:
+        """Read a classifier written by ``save``; a missing or unreadable part raises an
+        ``ArtifactError`` naming the file."""
         if not (directory / CLASSIFIER_FILE).is_file():
-            raise FileNotFoundError(f"{directory}: no {CLASSIFIER_FILE}; not a fitted classifier")
-        meta = read_json(directory / CLASSIFIER_CONFIG)
-        return cls(
-            joblib.load(directory / CLASSIFIER_FILE),
-            meta["class_names"],
-            meta["positive_label"],
-            meta["report"],
-        )
+            raise ArtifactError(
+                f"{directory}: not a fitted classifier ({CLASSIFIER_FILE} not found)"
+            )
+        with reading_artifact(directory / CLASSIFIER_CONFIG, "the classifier's card (JSON)"):
+            meta = read_json(directory / CLASSIFIER_CONFIG)
+            class_names, positive_label = meta["class_names"], meta["positive_label"]
+            report = meta["report"]
+        with reading_artifact(directory / CLASSIFIER_FILE, "a fitted scikit-learn classifier"):
+            estimator = joblib.load(directory / CLASSIFIER_FILE)
+        return cls(estimator, class_names, positive_label, report)
 
 
 def pair_feature_matrix(model: BiEncoder, frame: pd.DataFrame, batch_size: int) -> np.ndarray:
@@ -90,6 +97,7 @@ def pair_feature_matrix(model: BiEncoder, frame: pd.DataFrame, batch_size: int) 
 
 
 def build_svm(config: ClassifierConfig, c: float, class_weight: str | None, seed: int) -> Pipeline:
+    """One grid point: RBF ``SVC`` or ``LinearSVC``, behind a scaler when configured."""
     if config.kind == "linear":
         svm = LinearSVC(C=c, class_weight=class_weight, max_iter=config.max_iter, random_state=seed)
     else:
@@ -153,4 +161,5 @@ def predict(classifier: FittedClassifier, features: np.ndarray) -> tuple[np.ndar
 
 
 def labels_of(frame: pd.DataFrame) -> np.ndarray:
+    """The label column as class indices (prepare wrote them as integers)."""
     return frame[LABEL].to_numpy()

@@ -61,7 +61,7 @@ def predict(
 
     try:
         predictions = predict_file(model, input_path, output_path, batch_size, text_a, text_b)
-    except (PairClassifierError, FileNotFoundError) as error:
+    except PairClassifierError as error:
         _fail(error)
     typer.echo(f"{output_path}: {len(predictions)} pairs scored")
 

@@ -47,6 +47,7 @@ TRAIN_METRICS = METRICS_DIR / "train.json"
 CLASSIFIER_METRICS = METRICS_DIR / "classifier.json"
 EVALUATE_METRICS = METRICS_DIR / "evaluate.json"
 TRAIN_PLOTS_DIR = PLOTS_DIR / "train"
+TRAIN_LOSS_PNG = TRAIN_PLOTS_DIR / "loss.png"
 EVALUATE_PLOTS_DIR = PLOTS_DIR / "evaluate"
 
 STUDENT_DIR = Path("artifacts/student")

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 USER_ERROR_EXIT_CODE = 2
 
 
 class PairClassifierError(Exception):
     """Base of the errors whose message alone tells the user what to fix."""
+
+
+class ArtifactError(PairClassifierError):
+    """A saved model, classifier or export is missing a file or cannot be read."""
+
+
+@contextmanager
+def reading_artifact(path: Path, expected: str) -> Iterator[None]:
+    """Re-raise a failure to read ``path`` as an ``ArtifactError`` naming it and what it
+    should have been, instead of a library's traceback from deep inside its reader."""
+    try:
+        yield
+    except PairClassifierError:
+        raise
+    except Exception as error:  # the readers raise unrelated types, tokenizers a bare Exception
+        detail = f"missing key {error}" if isinstance(error, KeyError) else str(error)
+        raise ArtifactError(f"{path}: cannot read {expected}: {detail}") from error
 
 
 def exit_on_user_error(main: Callable[[], None]) -> None:

@@ -26,6 +26,9 @@ PLOT_DPI = 120
 CONFUSION_DATA = "confusion.json"
 ROC_DATA = "roc.json"
 PR_DATA = "precision_recall.json"
+CONFUSION_PNG = "confusion_matrix.png"
+ROC_PNG = "roc.png"
+PR_PNG = "precision_recall.png"
 
 
 def _average(class_names: list[str]) -> str:
@@ -89,6 +92,7 @@ def evaluation_report(
 
 
 def _downsample(points: dict[str, np.ndarray], keep: int) -> list[dict[str, float]]:
+    """At most ``keep`` evenly spaced points of a curve, rounded, for DVC plots."""
     size = len(next(iter(points.values())))
     index = np.unique(np.linspace(0, size - 1, num=min(keep, size)).round().astype(int))
     return [
@@ -118,6 +122,7 @@ def confusion_rows(
 
 
 def save_confusion_png(report: dict[str, Any], class_names: list[str], path: Path) -> None:
+    """The confusion matrix as a PNG, counts written in the cells."""
     matrix = np.array(
         [[report["confusion_matrix"][a][p] for p in class_names] for a in class_names]
     )
@@ -135,6 +140,7 @@ def save_confusion_png(report: dict[str, Any], class_names: list[str], path: Pat
 
 
 def save_curve_png(points: list[dict[str, float]], x: str, y: str, title: str, path: Path) -> None:
+    """One curve (ROC, precision-recall) as a PNG beside its DVC plot data."""
     figure = Figure(figsize=(4.5, 4))
     axes = figure.subplots()
     axes.plot([p[x] for p in points], [p[y] for p in points])
@@ -161,6 +167,7 @@ def save_loss_png(curves: dict[str, list[tuple[float, float]]], path: Path) -> N
 
 
 def save_figure(figure: Figure, path: Path) -> None:
+    """Write a matplotlib figure; the folder is created if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=PLOT_DPI)
@@ -182,19 +189,19 @@ def write_evaluation(
     write_json(plots_dir / CONFUSION_DATA, confusion_rows(y_true, y_pred, class_names))
     write_json(plots_dir / ROC_DATA, curves["roc"])
     write_json(plots_dir / PR_DATA, curves["precision_recall"])
-    save_confusion_png(report, class_names, plots_dir / "confusion_matrix.png")
+    save_confusion_png(report, class_names, plots_dir / CONFUSION_PNG)
     save_curve_png(
         curves["roc"],
         "fpr",
         "tpr",
         f"ROC (AUC {report.get('roc_auc', float('nan')):.3f})",
-        plots_dir / "roc.png",
+        plots_dir / ROC_PNG,
     )
     save_curve_png(
         curves["precision_recall"],
         "recall",
         "precision",
         "Precision-recall",
-        plots_dir / "precision_recall.png",
+        plots_dir / PR_PNG,
     )
     return report

@@ -13,6 +13,7 @@ Input files: CSV (``.csv``), TSV (``.tsv``) or JSON lines (``.jsonl``) with a he
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -32,6 +33,7 @@ PROBABILITY_PREFIX = "probability_"
 SEPARATORS = {".csv": ",", ".tsv": "\t"}
 SUPPORTED_SUFFIXES = (*SEPARATORS, ".jsonl")
 ONNX_SUFFIX = ".onnx"
+INPUT_ENCODING = "utf-8-sig"  # a byte-order mark, as spreadsheet exports write it, is allowed
 
 
 class InputError(PairClassifierError, ValueError):
@@ -133,26 +135,80 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
+def _decoded(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 are named by line."""
+    data = path.read_bytes()
+    try:
+        return data.decode(INPUT_ENCODING)
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from error
+
+
+def _blank(fields: list[str]) -> bool:
+    return all(not field.strip() for field in fields)
+
+
+def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, list[int]]:
+    """Rows of a CSV/TSV file with a header, and the line each row starts on (blank lines
+    skipped, a quoted field may span lines)."""
+    reader = csv.reader(io.StringIO(_decoded(path), newline=""), delimiter=separator)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    previous_end = 0
+    try:
+        for row in reader:
+            line, previous_end = previous_end + 1, reader.line_num
+            if _blank(row):
+                continue
+            if header is None:
+                header = [field.strip() for field in row]
+                continue
+            if len(row) != len(header):
+                raise InputError(
+                    f"{path}:{line}: expected {len(header)} fields separated by {separator!r} "
+                    f"as in the header, found {len(row)}"
+                )
+            rows.append(row)
+            lines.append(line)
+    except csv.Error as error:
+        raise InputError(f"{path}:{reader.line_num}: cannot parse: {error}") from error
+    if header is None:
+        raise InputError(f"{path}: empty file, expected a header row naming the columns")
+    return pd.DataFrame(rows, columns=header, dtype=str), lines
+
+
+def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """One JSON object per line (blank lines skipped), and the line of each."""
+    records: list[dict[str, object]] = []
+    lines: list[int] = []
+    for line, raw in enumerate(_decoded(path).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}:{line}: not JSON: {error}") from error
+        if not isinstance(record, dict):
+            raise InputError(
+                f"{path}:{line}: expected a JSON object, found {type(record).__name__}"
+            )
+        records.append(record)
+        lines.append(line)
+    return pd.DataFrame.from_records(records), lines
+
+
 def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> pd.DataFrame:
-    """Read pairs to score; every text must be non-empty."""
+    """Read pairs to score; every text must be non-empty. Errors name the file's line."""
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     suffix = _suffix(path)
-    try:
-        if suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False)
-            first_line = 1
-        else:
-            frame = pd.read_csv(
-                path,
-                sep=SEPARATORS[suffix],
-                dtype=str,
-                keep_default_na=False,
-                quoting=csv.QUOTE_MINIMAL,
-            )
-            first_line = 2  # after the header
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot parse as {suffix[1:]}: {error}") from error
+    frame, lines = (
+        _read_jsonl(path) if suffix == ".jsonl" else _read_delimited(path, SEPARATORS[suffix])
+    )
+    if frame.empty:
+        raise InputError(f"{path}: no pairs to score")
     missing = [column for column in (text_a, text_b) if column not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
@@ -160,7 +216,7 @@ def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> 
         values = frame[column]
         empty = values.isna() | values.astype(str).str.strip().eq("")
         if empty.any():
-            line = int(np.flatnonzero(empty.to_numpy())[0]) + first_line
+            line = lines[int(np.flatnonzero(empty.to_numpy())[0])]
             raise InputError(
                 f"{path}:{line}: field {column!r} is empty; every pair needs two texts"
             )

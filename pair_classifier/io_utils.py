@@ -44,4 +44,5 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """Read a UTF-8 JSON file written by ``write_json``."""
     return json.loads(path.read_text(encoding="utf-8"))

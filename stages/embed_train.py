@@ -15,8 +15,8 @@ from pair_classifier.constants import (
     DVCLIVE_DIR,
     PREPARED_DIR,
     TEACHER_DIR,
+    TRAIN_LOSS_PNG,
     TRAIN_METRICS,
-    TRAIN_PLOTS_DIR,
 )
 from pair_classifier.errors import exit_on_user_error
 from pair_classifier.evaluation import save_loss_png
@@ -62,7 +62,7 @@ def main() -> None:
         replace_dir_atomically(out, bi_encoder.save)
         run.mark_completed()
         write_json(TRAIN_METRICS, metrics)
-        save_loss_png(loss_curves(DVCLIVE_DIR), TRAIN_PLOTS_DIR / "loss.png")
+        save_loss_png(loss_curves(DVCLIVE_DIR), TRAIN_LOSS_PNG)
         log_metrics(metrics, "train.")
         if tracking.log_checkpoint:
             log_artifacts(best_checkpoint, "checkpoints")

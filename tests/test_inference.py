@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,14 @@ from conftest import REPO_ROOT, pairs_frame
 from typer.testing import CliRunner
 
 from pair_classifier.cli import app
+from pair_classifier.constants import (
+    BI_ENCODER_SUBDIR,
+    CLASSIFIER_CONFIG,
+    CLASSIFIER_FILE,
+    CLASSIFIER_SUBDIR,
+    ENCODER_SUBDIR,
+    HEAD_FILE,
+)
 from pair_classifier.inference import InputError, PairPredictor, read_input_pairs
 
 EXAMPLE = REPO_ROOT / "examples" / "pairs.jsonl"
@@ -73,6 +83,13 @@ def test_tsv_input_with_other_column_names(tiny_model_dir: Path, tmp_path: Path)
             r"in\.jsonl:2: field 'text_b'",
         ),
         ("a|b\n", ".txt", "unsupported file type '.txt'"),
+        # Line numbers count blank lines and the lines of a quoted multi-line field.
+        ('text_a,text_b\n\nx,y\n"two\nlines",z\nw,  \n', ".csv", r"in\.csv:6: field 'text_b'"),
+        ('{"text_a": "x", "text_b": "y"}\n\n{"text_a": "x"}\n', ".jsonl", r"in\.jsonl:3: field"),
+        ("text_a,text_b\nx,y,z\n", ".csv", r"in\.csv:2: expected 2 fields separated by ','"),
+        ('{"text_a": "x", "text_b": "y"}\n{"text_a": "x"\n', ".jsonl", r"in\.jsonl:2: not JSON"),
+        ('["x", "y"]\n', ".jsonl", r"in\.jsonl:1: expected a JSON object, found list"),
+        ("text_a\ttext_b\n", ".tsv", r"in\.tsv: no pairs to score"),
     ],
 )
 def test_bad_input_is_named(tmp_path: Path, content: str, suffix: str, message: str) -> None:
@@ -80,6 +97,15 @@ def test_bad_input_is_named(tmp_path: Path, content: str, suffix: str, message: 
     path.write_text(content, encoding="utf-8")
     with pytest.raises(InputError, match=message):
         read_input_pairs(path)
+
+
+def test_undecodable_bytes_are_named_by_line_and_a_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"text_a,text_b\nx,y\n\xffz,w\n")
+    with pytest.raises(InputError, match=r"in\.csv:3: not valid UTF-8"):
+        read_input_pairs(path)
+    path.write_bytes("\ufefftext_a,text_b\nx,y\n".encode("utf-8"))
+    assert read_input_pairs(path).to_dict(orient="records") == [{"text_a": "x", "text_b": "y"}]
 
 
 def test_cli_reports_bad_input_without_a_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -90,6 +116,74 @@ def test_cli_reports_bad_input_without_a_traceback(tiny_model_dir: Path, tmp_pat
     assert result.exit_code == 2
     assert "missing.csv: file not found" in result.output
     assert output.read_text(encoding="utf-8") == "previous predictions\n"  # left as it was
+
+
+def _predict_keeps_output(model: Path, tmp_path: Path) -> str:
+    """Run ``predict`` over an existing output file; return its message, check the file."""
+    output = tmp_path / "out.csv"
+    output.write_text("previous predictions\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["predict", str(model), str(EXAMPLE), str(output)])
+    assert result.exit_code == 2, result.output
+    assert output.read_text(encoding="utf-8") == "previous predictions\n"  # left as it was
+    return result.output
+
+
+@pytest.mark.parametrize(
+    ("part", "damage", "message"),
+    [
+        (f"{BI_ENCODER_SUBDIR}/{HEAD_FILE}", "truncate", r"head\.pt: cannot read the softmax head"),
+        (
+            f"{BI_ENCODER_SUBDIR}/{ENCODER_SUBDIR}/config.json",
+            "truncate",
+            r"bi_encoder/encoder: cannot read the encoder and its tokenizer",
+        ),
+        (
+            f"{CLASSIFIER_SUBDIR}/{CLASSIFIER_FILE}",
+            "truncate",
+            r"svm\.joblib: cannot read a fitted scikit-learn classifier",
+        ),
+        (
+            f"{CLASSIFIER_SUBDIR}/{CLASSIFIER_CONFIG}",
+            "truncate",
+            r"classifier\.json: cannot read the classifier's card",
+        ),
+        (
+            f"{CLASSIFIER_SUBDIR}/{CLASSIFIER_FILE}",
+            "delete",
+            r"classifier: not a fitted classifier \(svm\.joblib not found\)",
+        ),
+    ],
+)
+def test_a_damaged_model_folder_is_named(
+    tiny_model_dir: Path, tmp_path: Path, part: str, damage: str, message: str
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    if damage == "delete":
+        (model / part).unlink()
+    else:
+        (model / part).write_bytes(b"{truncat")
+    assert re.search(message, _predict_keeps_output(model, tmp_path))
+
+
+def test_a_damaged_graph_or_tokenizer_is_named(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from pair_classifier.config import ExportConfig
+    from pair_classifier.export.bundle import export_bundle
+
+    export_bundle(
+        {"student": tiny_model_dir}, tmp_path / "onnx", pairs_frame(8, 1), ExportConfig(threads=1)
+    )
+    graph = tmp_path / "onnx" / "student.onnx"
+    tokenizer = tmp_path / "onnx" / "tokenizer" / "tokenizer.json"
+    tokenizer.write_bytes(b"{truncat")
+    assert "tokenizer.json: cannot read a tokenizers tokenizer.json" in _predict_keeps_output(
+        graph, tmp_path
+    )
+    tokenizer.unlink()
+    assert "tokenizer.json: not found" in _predict_keeps_output(graph, tmp_path)
+    graph.write_bytes(graph.read_bytes()[:100])
+    shutil.copy(tiny_model_dir / BI_ENCODER_SUBDIR / ENCODER_SUBDIR / "tokenizer.json", tokenizer)
+    assert "student.onnx: cannot read an ONNX graph" in _predict_keeps_output(graph, tmp_path)
 
 
 def test_inference_imports_neither_lightning_nor_dvc() -> None:

@@ -11,6 +11,7 @@ import torch
 from conftest import pairs_frame
 
 from pair_classifier.config import DataConfig, ModelConfig, TrainConfig
+from pair_classifier.errors import ArtifactError
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.datamodule import PairDataset, train_sampler
 from pair_classifier.model.encoder import encoder_layers, freeze_bottom
@@ -69,7 +70,7 @@ def test_save_and_load_round_trip(bi_encoder: BiEncoder, tmp_path: Path) -> None
 
 
 def test_load_rejects_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not a saved bi-encoder"):
+    with pytest.raises(ArtifactError, match=r"not a saved bi-encoder \(bi_encoder\.json not found"):
         BiEncoder.load(tmp_path)
 
 

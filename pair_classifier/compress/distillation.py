@@ -83,6 +83,7 @@ class TeacherTargets:
         self.vectors = torch.from_numpy(vectors)
 
     def vectors_of(self, texts: list[str]) -> torch.Tensor:
+        """The teacher's precomputed sentence vectors of ``texts``, in their order."""
         return self.vectors[[self.row[text] for text in texts]]
 
     def states_of(self, texts: list[str], length: int) -> torch.Tensor:
@@ -322,6 +323,7 @@ def distill_loaders(
 
 
 def importance_batches(loader: DataLoader, count: int) -> list[dict[str, torch.Tensor]]:
+    """The first ``count`` batches of ``loader``, to rank heads and channels on."""
     batches = []
     for batch in loader:
         if len(batches) >= count:

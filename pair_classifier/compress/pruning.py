@@ -27,10 +27,12 @@ class EncoderShape:
 
 
 def head_size(encoder: PreTrainedModel) -> int:
+    """Width of one attention head; pruning keeps it and drops whole heads."""
     return encoder.config.hidden_size // encoder.config.num_attention_heads
 
 
 def current_shape(encoder: PreTrainedModel) -> EncoderShape:
+    """Heads and FFN channels each layer has now (after any pruning)."""
     size = head_size(encoder)
     layers = encoder_layers(encoder)
     return EncoderShape(

@@ -37,6 +37,7 @@ from pair_classifier.training import load_best_weights, make_trainer
 
 
 def parameter_count(model: torch.nn.Module) -> int:
+    """Every parameter, embedding table included (what the saved model holds)."""
     return sum(p.numel() for p in model.parameters())
 
 

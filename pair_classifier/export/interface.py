@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from pair_classifier.errors import PairClassifierError
+from pair_classifier.errors import ArtifactError, PairClassifierError, reading_artifact
 from pair_classifier.io_utils import read_json
 
 SCORING_INPUTS = ("input_ids_a", "attention_mask_a", "input_ids_b", "attention_mask_b")
@@ -29,5 +29,6 @@ def read_model_card(graph: Path) -> dict[str, Any]:
     """The model card beside an exported graph (class names, max length, inputs, outputs)."""
     card = graph.parent / MODEL_CARD
     if not card.is_file():
-        raise FileNotFoundError(f"{card}: not found; {graph} is not part of an export folder")
-    return read_json(card)
+        raise ArtifactError(f"{card}: not found; {graph} is not part of an export folder")
+    with reading_artifact(card, "the export's model card (JSON)"):
+        return read_json(card)

@@ -86,6 +86,7 @@ def quantizable_nodes(graph: Path, include: str, exclude: str | None = None) -> 
 
 
 def _quant_type(name: str) -> Any:
+    """ONNX Runtime's ``QuantType`` for a config name (``quint8`` or ``qint8``)."""
     from onnxruntime.quantization import QuantType
 
     return {"quint8": QuantType.QUInt8, "qint8": QuantType.QInt8}[name]

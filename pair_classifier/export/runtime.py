@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pair_classifier.errors import reading_artifact
 from pair_classifier.export.interface import SCORING_INPUTS, SCORING_OUTPUTS, ExportError
 from pair_classifier.export.tokenization import PairTokenizer
 
@@ -62,7 +63,8 @@ def session(path: Path, threads: int) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    with reading_artifact(path, "an ONNX graph"):
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def run_batches(

@@ -14,6 +14,7 @@ import pandas as pd
 from tokenizers import Tokenizer
 
 from pair_classifier.constants import TEXT_A, TEXT_B
+from pair_classifier.errors import ArtifactError, reading_artifact
 from pair_classifier.export.interface import SCORING_INPUTS
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -36,10 +37,12 @@ class PairTokenizer:
 
     @classmethod
     def load(cls, directory: Path, max_length: int) -> PairTokenizer:
+        """The export folder's tokenizer; missing or unreadable, an ``ArtifactError``."""
         path = directory / TOKENIZER_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; the export folder needs its tokenizer")
-        return cls(Tokenizer.from_file(str(path)), max_length)
+            raise ArtifactError(f"{path}: not found; the export folder needs its tokenizer")
+        with reading_artifact(path, "a tokenizers tokenizer.json"):
+            return cls(Tokenizer.from_file(str(path)), max_length)
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Ids and mask, padded to the longest text of ``texts``."""

@@ -29,6 +29,7 @@ from pair_classifier.constants import (
     HEAD_FILE,
     SAFETENSORS_FILE,
 )
+from pair_classifier.errors import ArtifactError, reading_artifact
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.features import FEATURE_BLOCKS, pair_features
 from pair_classifier.model.pooling import mean_pooling
@@ -161,12 +162,21 @@ class BiEncoder(nn.Module):
 
     @classmethod
     def load(cls, directory: Path) -> BiEncoder:
-        """Rebuild a bi-encoder saved by ``save``; it comes back in eval mode on the CPU."""
-        if not (directory / BI_ENCODER_CONFIG).is_file():
-            raise FileNotFoundError(f"{directory}: no {BI_ENCODER_CONFIG}; not a saved bi-encoder")
-        spec = BiEncoderSpec(**read_json(directory / BI_ENCODER_CONFIG))
-        encoder = _load_encoder(directory / ENCODER_SUBDIR, spec)
-        tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR)
+        """Rebuild a bi-encoder saved by ``save``; it comes back in eval mode on the CPU.
+
+        A missing or unreadable part raises an ``ArtifactError`` naming the file.
+        """
+        spec_file = directory / BI_ENCODER_CONFIG
+        if not spec_file.is_file():
+            raise ArtifactError(
+                f"{directory}: not a saved bi-encoder ({BI_ENCODER_CONFIG} not found)"
+            )
+        with reading_artifact(spec_file, "the bi-encoder's spec"):
+            spec = BiEncoderSpec(**read_json(spec_file))
+        with reading_artifact(directory / ENCODER_SUBDIR, "the encoder and its tokenizer"):
+            encoder = _load_encoder(directory / ENCODER_SUBDIR, spec)
+            tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR)
         model = cls(encoder, tokenizer, spec)
-        model.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))
+        with reading_artifact(directory / HEAD_FILE, "the softmax head's weights"):
+            model.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))
         return model.eval()

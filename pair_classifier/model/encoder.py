@@ -13,6 +13,7 @@ from pair_classifier.config import ModelConfig
 
 
 def _hub_cache_holds(cache_dir: Path, model_id: str) -> bool:
+    """Whether a Hugging Face hub cache folder has a snapshot of ``model_id``."""
     return (cache_dir / f"models--{model_id.replace('/', '--')}").is_dir()
 
 
@@ -30,11 +31,13 @@ def pretrained_source(config: ModelConfig) -> tuple[str, dict[str, Any]]:
 
 
 def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
+    """The pretrained model's tokenizer, from the offline cache when it holds it."""
     source, kwargs = pretrained_source(config)
     return AutoTokenizer.from_pretrained(source, **kwargs)
 
 
 def load_encoder(config: ModelConfig) -> PreTrainedModel:
+    """The pretrained transformer, from the offline cache when it holds it."""
     source, kwargs = pretrained_source(config)
     return AutoModel.from_pretrained(source, **kwargs)
 
