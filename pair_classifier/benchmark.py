@@ -210,8 +210,6 @@ def run_benchmark(
     card: dict[str, Any],
     config: BenchmarkConfig,
     seed: int,
-    teacher: str = PYTORCH_TEACHER,
-    onnx_teacher: str = ONNX_TEACHER,
 ) -> dict[str, Any]:
     """Measure every variant; add speed-ups against both teachers and F1 relative to the teacher.
 
@@ -225,14 +223,14 @@ def run_benchmark(
     return {
         "variants": results,
         "speedup_vs_pytorch_fp32_teacher": relative_to(
-            results, teacher, "throughput_pairs_per_s", SPEEDUP_DIGITS
+            results, PYTORCH_TEACHER, "throughput_pairs_per_s", SPEEDUP_DIGITS
         ),
         "speedup_vs_onnx_fp32_teacher": relative_to(
-            results, onnx_teacher, "throughput_pairs_per_s", SPEEDUP_DIGITS
+            results, ONNX_TEACHER, "throughput_pairs_per_s", SPEEDUP_DIGITS
         ),
-        "f1_relative_to_teacher": relative_to(results, teacher, "f1", F1_RATIO_DIGITS),
+        "f1_relative_to_teacher": relative_to(results, PYTORCH_TEACHER, "f1", F1_RATIO_DIGITS),
         "min_f1_kept": config.min_f1_kept,
-        "fastest_keeping_f1": fastest_keeping_f1(results, teacher, config.min_f1_kept),
+        "fastest_keeping_f1": fastest_keeping_f1(results, PYTORCH_TEACHER, config.min_f1_kept),
         "pairs": len(pairs),
         "threads": config.threads or os.cpu_count(),
     }

@@ -42,6 +42,11 @@ DVCLIVE_METRICS_SUBDIR = Path("plots/metrics")
 DVCLIVE_LOSS_FILES = {"train": "train/step/loss.tsv", "validation": "val/loss.tsv"}
 
 
+def last_checkpoint(checkpoint_dir: Path) -> Path:
+    """Where Lightning keeps a run's rolling last checkpoint."""
+    return checkpoint_dir / f"{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}"
+
+
 @dataclass(frozen=True)
 class TrainingRun:
     """Where a training run keeps its checkpoints and whether it resumes."""
@@ -52,9 +57,11 @@ class TrainingRun:
 
     @property
     def last(self) -> Path:
-        return self.checkpoint_dir / f"{LAST_CHECKPOINT}{CHECKPOINT_SUFFIX}"
+        """Lightning's rolling last checkpoint of this run."""
+        return last_checkpoint(self.checkpoint_dir)
 
     def mark_completed(self) -> None:
+        """Record that this run finished, so the next one starts clean instead of resuming."""
         write_json(
             self.checkpoint_dir / CHECKPOINT_STATE,
             {"fingerprint": self.fingerprint, "completed": True},
@@ -85,7 +92,7 @@ def plan_run(checkpoint_dir: Path, fingerprint: str) -> TrainingRun:
     """Resume an unfinished run of this fingerprint from its last checkpoint; else start clean."""
     state_file = checkpoint_dir / CHECKPOINT_STATE
     state = read_json(state_file) if state_file.is_file() else {}
-    last = TrainingRun(checkpoint_dir, fingerprint, None).last
+    last = last_checkpoint(checkpoint_dir)
     if state.get("fingerprint") == fingerprint and not state.get("completed") and last.is_file():
         return TrainingRun(checkpoint_dir, fingerprint, last)
     if checkpoint_dir.exists():
