@@ -12,6 +12,7 @@ Input files: CSV (``.csv``), TSV (``.tsv``) or JSON lines (``.jsonl``) with a he
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -33,7 +34,7 @@ PROBABILITY_PREFIX = "probability_"
 SEPARATORS = {".csv": ",", ".tsv": "\t"}
 SUPPORTED_SUFFIXES = (*SEPARATORS, ".jsonl")
 ONNX_SUFFIX = ".onnx"
-INPUT_ENCODING = "utf-8-sig"  # a byte-order mark, as spreadsheet exports write it, is allowed
+INPUT_ENCODING = "utf-8"
 
 
 class InputError(PairClassifierError, ValueError):
@@ -136,8 +137,9 @@ def _suffix(path: Path) -> str:
 
 
 def _decoded(path: Path) -> str:
-    """The file's text; bytes that are not UTF-8 are named by line."""
-    data = path.read_bytes()
+    """The file's text; bytes that are not UTF-8 are named by line. A byte-order mark, as
+    spreadsheet exports write it, is dropped."""
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
         return data.decode(INPUT_ENCODING)
     except UnicodeDecodeError as error:
@@ -164,6 +166,11 @@ def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, list[int]
                 continue
             if header is None:
                 header = [field.strip() for field in row]
+                repeated = sorted({name for name in header if header.count(name) > 1})
+                if repeated:
+                    raise InputError(
+                        f"{path}:{line}: column name(s) {repeated} repeated in the header"
+                    )
                 continue
             if len(row) != len(header):
                 raise InputError(
@@ -183,7 +190,8 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     """One JSON object per line (blank lines skipped), and the line of each."""
     records: list[dict[str, object]] = []
     lines: list[int] = []
-    for line, raw in enumerate(_decoded(path).splitlines(), start=1):
+    # Split on newlines only: str.splitlines would also split inside a JSON string at U+2028.
+    for line, raw in enumerate(_decoded(path).split("\n"), start=1):
         if not raw.strip():
             continue
         try:

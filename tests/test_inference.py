@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import shutil
@@ -90,6 +91,16 @@ def test_tsv_input_with_other_column_names(tiny_model_dir: Path, tmp_path: Path)
         ('{"text_a": "x", "text_b": "y"}\n{"text_a": "x"\n', ".jsonl", r"in\.jsonl:2: not JSON"),
         ('["x", "y"]\n', ".jsonl", r"in\.jsonl:1: expected a JSON object, found list"),
         ("text_a\ttext_b\n", ".tsv", r"in\.tsv: no pairs to score"),
+        (
+            "\ntext_a,text_b,text_a\nx,y,z\n",
+            ".csv",
+            r"in\.csv:2: column name\(s\) \['text_a'\] rep",
+        ),
+        (
+            '{"text_a": "x\u2028y", "text_b": "y"}\n{"text_a": "z"}\n',
+            ".jsonl",
+            r"in\.jsonl:2: field",
+        ),
     ],
 )
 def test_bad_input_is_named(tmp_path: Path, content: str, suffix: str, message: str) -> None:
@@ -101,7 +112,7 @@ def test_bad_input_is_named(tmp_path: Path, content: str, suffix: str, message: 
 
 def test_undecodable_bytes_are_named_by_line_and_a_bom_is_read(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
-    path.write_bytes(b"text_a,text_b\nx,y\n\xffz,w\n")
+    path.write_bytes(codecs.BOM_UTF8 + b"text_a,text_b\nx,y\n\xffz,w\n")
     with pytest.raises(InputError, match=r"in\.csv:3: not valid UTF-8"):
         read_input_pairs(path)
     path.write_bytes("\ufefftext_a,text_b\nx,y\n".encode("utf-8"))
