@@ -31,6 +31,7 @@ from pair_classifier.constants import (
 )
 from pair_classifier.errors import ArtifactError, reading_artifact
 from pair_classifier.io_utils import read_json, write_json
+from pair_classifier.model.encoder import LOCAL_FOLDER
 from pair_classifier.model.features import FEATURE_BLOCKS, pair_features
 from pair_classifier.model.pooling import mean_pooling
 
@@ -67,10 +68,10 @@ def build_head(embedding_dim: int, spec: BiEncoderSpec) -> nn.Module:
 def _load_encoder(directory: Path, spec: BiEncoderSpec) -> PreTrainedModel:
     """``from_pretrained``, or for a pruned encoder: build, reshape, then load the weights."""
     if spec.pruned_heads is None:
-        return AutoModel.from_pretrained(directory)
+        return AutoModel.from_pretrained(directory, **LOCAL_FOLDER)
     from pair_classifier.compress.pruning import EncoderShape, reshape_to
 
-    encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory))
+    encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory, **LOCAL_FOLDER))
     reshape_to(encoder, EncoderShape(spec.pruned_heads, spec.pruned_ffn_channels))
     encoder.load_state_dict(load_file(directory / SAFETENSORS_FILE))
     return encoder.eval()
@@ -175,7 +176,7 @@ class BiEncoder(nn.Module):
             spec = BiEncoderSpec(**read_json(spec_file))
         with reading_artifact(directory / ENCODER_SUBDIR, "the encoder and its tokenizer"):
             encoder = _load_encoder(directory / ENCODER_SUBDIR, spec)
-            tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR)
+            tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR, **LOCAL_FOLDER)
         model = cls(encoder, tokenizer, spec)
         with reading_artifact(directory / HEAD_FILE, "the softmax head's weights"):
             model.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))
