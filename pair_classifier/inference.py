@@ -35,6 +35,8 @@ SEPARATORS = {".csv": ",", ".tsv": "\t"}
 SUPPORTED_SUFFIXES = (*SEPARATORS, ".jsonl")
 ONNX_SUFFIX = ".onnx"
 INPUT_ENCODING = "utf-8"
+MAX_FIELD_CHARS = 2**31 - 1  # the csv module's default (131,072) would refuse long documents
+UNNAMED_COLUMN = "Unnamed: "
 
 
 class InputError(PairClassifierError, ValueError):
@@ -147,14 +149,26 @@ def _decoded(path: Path) -> str:
         raise InputError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from error
 
 
-def _blank(fields: list[str]) -> bool:
-    return all(not field.strip() for field in fields)
+def _blank_line(fields: list[str]) -> bool:
+    """An empty or whitespace-only line (not a row of empty fields, which is an error)."""
+    return len(fields) <= 1 and not "".join(fields).strip()
+
+
+def _column_names(path: Path, line: int, header: list[str]) -> list[str]:
+    """Header names, stripped; unnamed columns (spreadsheet exports) named as pandas does."""
+    names = [name.strip() or f"{UNNAMED_COLUMN}{i}" for i, name in enumerate(header)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}:{line}: column name(s) {repeated} repeated in the header")
+    return names
 
 
 def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, list[int]]:
     """Rows of a CSV/TSV file with a header, and the line each row starts on (blank lines
     skipped, a quoted field may span lines)."""
-    reader = csv.reader(io.StringIO(_decoded(path), newline=""), delimiter=separator)
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    # strict: a quote left open fails instead of swallowing the rest of the file into one field
+    reader = csv.reader(io.StringIO(_decoded(path), newline=""), delimiter=separator, strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -162,15 +176,10 @@ def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, list[int]
     try:
         for row in reader:
             line, previous_end = previous_end + 1, reader.line_num
-            if _blank(row):
+            if _blank_line(row):
                 continue
             if header is None:
-                header = [field.strip() for field in row]
-                repeated = sorted({name for name in header if header.count(name) > 1})
-                if repeated:
-                    raise InputError(
-                        f"{path}:{line}: column name(s) {repeated} repeated in the header"
-                    )
+                header = _column_names(path, line, row)
                 continue
             if len(row) != len(header):
                 raise InputError(
@@ -180,7 +189,7 @@ def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, list[int]
             rows.append(row)
             lines.append(line)
     except csv.Error as error:
-        raise InputError(f"{path}:{reader.line_num}: cannot parse: {error}") from error
+        raise InputError(f"{path}:{previous_end + 1}: cannot parse: {error}") from error
     if header is None:
         raise InputError(f"{path}: empty file, expected a header row naming the columns")
     return pd.DataFrame(rows, columns=header, dtype=str), lines
@@ -215,7 +224,7 @@ def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> 
     frame, lines = (
         _read_jsonl(path) if suffix == ".jsonl" else _read_delimited(path, SEPARATORS[suffix])
     )
-    if frame.empty:
+    if not lines:
         raise InputError(f"{path}: no pairs to score")
     missing = [column for column in (text_a, text_b) if column not in frame.columns]
     if missing:

@@ -91,6 +91,10 @@ def test_tsv_input_with_other_column_names(tiny_model_dir: Path, tmp_path: Path)
         ('{"text_a": "x", "text_b": "y"}\n{"text_a": "x"\n', ".jsonl", r"in\.jsonl:2: not JSON"),
         ('["x", "y"]\n', ".jsonl", r"in\.jsonl:1: expected a JSON object, found list"),
         ("text_a\ttext_b\n", ".tsv", r"in\.tsv: no pairs to score"),
+        # A quote left open must not swallow the following rows into one field.
+        ('text_a,text_b\nhello,"world\nfoo,bar\n', ".csv", r"in\.csv:2: cannot parse: unexpected"),
+        ("text_a,text_b\nx,y\n,\n", ".csv", r"in\.csv:3: field 'text_a' is empty"),
+        ("{}\n{}\n", ".jsonl", r"missing column\(s\) \['text_a', 'text_b'\]"),
         (
             "\ntext_a,text_b,text_a\nx,y,z\n",
             ".csv",
@@ -117,6 +121,15 @@ def test_undecodable_bytes_are_named_by_line_and_a_bom_is_read(tmp_path: Path) -
         read_input_pairs(path)
     path.write_bytes("\ufefftext_a,text_b\nx,y\n".encode("utf-8"))
     assert read_input_pairs(path).to_dict(orient="records") == [{"text_a": "x", "text_b": "y"}]
+
+
+def test_long_fields_and_unnamed_columns_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    long_text = "word " * 40_000  # beyond the csv module's default field limit
+    path.write_text(f"text_a,text_b,,\n{long_text},y,,\n", encoding="utf-8")
+    frame = read_input_pairs(path)
+    assert list(frame.columns) == ["text_a", "text_b", "Unnamed: 2", "Unnamed: 3"]
+    assert frame["text_a"].tolist() == [long_text]
 
 
 def test_cli_reports_bad_input_without_a_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -146,7 +159,12 @@ def _predict_keeps_output(model: Path, tmp_path: Path) -> str:
         (
             f"{BI_ENCODER_SUBDIR}/{ENCODER_SUBDIR}/config.json",
             "truncate",
-            r"bi_encoder/encoder: cannot read the encoder and its tokenizer",
+            r"bi_encoder/encoder: cannot read a saved transformer encoder",
+        ),
+        (
+            f"{BI_ENCODER_SUBDIR}/{ENCODER_SUBDIR}/tokenizer.json",
+            "truncate",
+            r"bi_encoder/encoder: cannot read a saved tokenizer",
         ),
         (
             f"{CLASSIFIER_SUBDIR}/{CLASSIFIER_FILE}",
@@ -192,8 +210,14 @@ def test_a_damaged_graph_or_tokenizer_is_named(tiny_model_dir: Path, tmp_path: P
     )
     tokenizer.unlink()
     assert "tokenizer.json: not found" in _predict_keeps_output(graph, tmp_path)
-    graph.write_bytes(graph.read_bytes()[:100])
     shutil.copy(tiny_model_dir / BI_ENCODER_SUBDIR / ENCODER_SUBDIR / "tokenizer.json", tokenizer)
+    card = tmp_path / "onnx" / "model.json"
+    card.write_text(card.read_text().replace('"max_length": 32', '"max_length": "32"'))
+    assert "model.json: field 'max_length' missing or not a int" in _predict_keeps_output(
+        graph, tmp_path
+    )
+    card.write_text(card.read_text().replace('"max_length": "32"', '"max_length": 32'))
+    graph.write_bytes(graph.read_bytes()[:100])
     assert "student.onnx: cannot read an ONNX graph" in _predict_keeps_output(graph, tmp_path)
 
 

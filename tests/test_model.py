@@ -69,25 +69,25 @@ def test_save_and_load_round_trip(bi_encoder: BiEncoder, tmp_path: Path) -> None
     assert loaded.spec == bi_encoder.spec
 
 
-@pytest.mark.parametrize("offline_then", [True, False])
-def test_a_loaded_model_saves_the_same_tokenizer_files(
+def test_saved_tokenizer_files_do_not_depend_on_offline_mode(
     tiny_model_config: ModelConfig,
     mrpc_config: DataConfig,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    offline_then: bool,
 ) -> None:
-    """Saving what was loaded reproduces the files whether or not the shell that loaded it was
-    offline (HF_HUB_OFFLINE): the student is saved from a loaded teacher, and DVC hashes both."""
+    """A model built or reloaded offline (HF_HUB_OFFLINE, the team's cache) or online saves the
+    same tokenizer files: the student is saved from a loaded teacher, and DVC hashes both."""
     offline = "transformers.tokenization_utils_base.is_offline_mode"  # where HF_HUB_OFFLINE is read
-    monkeypatch.setattr(offline, lambda: offline_then)
-    build_bi_encoder(tiny_model_config, mrpc_config).save(tmp_path / "first")
-    monkeypatch.setattr(offline, lambda: not offline_then)
-    BiEncoder.load(tmp_path / "first").save(tmp_path / "second")
-    tokenizer_files = sorted((tmp_path / "first" / "encoder").glob("*token*"))
+    for mode in (True, False):
+        monkeypatch.setattr(offline, lambda mode=mode: mode)
+        build_bi_encoder(tiny_model_config, mrpc_config).save(tmp_path / f"built_offline_{mode}")
+    BiEncoder.load(tmp_path / "built_offline_True").save(tmp_path / "reloaded_online")
+    reference = tmp_path / "built_offline_True" / "encoder"
+    tokenizer_files = sorted(reference.glob("*token*"))
     assert tokenizer_files
-    for path in tokenizer_files:
-        assert (tmp_path / "second" / "encoder" / path.name).read_bytes() == path.read_bytes()
+    for other in ("built_offline_False", "reloaded_online"):
+        for path in tokenizer_files:
+            assert (tmp_path / other / "encoder" / path.name).read_bytes() == path.read_bytes()
 
 
 def test_load_rejects_a_folder_that_is_not_a_model(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ class PairTokenizer:
         if not path.is_file():
             raise ArtifactError(f"{path}: not found; the export folder needs its tokenizer")
         with reading_artifact(path, "a tokenizers tokenizer.json"):
-            return cls(Tokenizer.from_file(str(path)), max_length)
+            tokenizer = Tokenizer.from_file(str(path))
+        return cls(tokenizer, max_length)
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Ids and mask, padded to the longest text of ``texts``."""

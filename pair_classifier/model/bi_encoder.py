@@ -31,9 +31,10 @@ from pair_classifier.constants import (
 )
 from pair_classifier.errors import ArtifactError, reading_artifact
 from pair_classifier.io_utils import read_json, write_json
-from pair_classifier.model.encoder import LOCAL_FOLDER
 from pair_classifier.model.features import FEATURE_BLOCKS, pair_features
 from pair_classifier.model.pooling import mean_pooling
+
+LOADING_ONLY_KWARG = "local_files_only"
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,15 @@ def build_head(embedding_dim: int, spec: BiEncoderSpec) -> nn.Module:
 def _load_encoder(directory: Path, spec: BiEncoderSpec) -> PreTrainedModel:
     """``from_pretrained``, or for a pruned encoder: build, reshape, then load the weights."""
     if spec.pruned_heads is None:
-        return AutoModel.from_pretrained(directory, **LOCAL_FOLDER)
+        with reading_artifact(directory, "a saved transformer encoder"):
+            return AutoModel.from_pretrained(directory)
     from pair_classifier.compress.pruning import EncoderShape, reshape_to
 
-    encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory, **LOCAL_FOLDER))
+    with reading_artifact(directory, "a saved transformer encoder's config"):
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory))
     reshape_to(encoder, EncoderShape(spec.pruned_heads, spec.pruned_ffn_channels))
-    encoder.load_state_dict(load_file(directory / SAFETENSORS_FILE))
+    with reading_artifact(directory / SAFETENSORS_FILE, "the pruned encoder's weights"):
+        encoder.load_state_dict(load_file(directory / SAFETENSORS_FILE))
     return encoder.eval()
 
 
@@ -157,6 +161,10 @@ class BiEncoder(nn.Module):
         """Write encoder, tokenizer, head and spec into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(directory / ENCODER_SUBDIR)
+        # transformers writes how the tokenizer was loaded (``local_files_only``, which follows
+        # HF_HUB_OFFLINE and the cache in use) into its config; leave it out so that the saved
+        # files depend on the model alone.
+        self.tokenizer.init_kwargs.pop(LOADING_ONLY_KWARG, None)
         self.tokenizer.save_pretrained(directory / ENCODER_SUBDIR)
         torch.save(self.head.state_dict(), directory / HEAD_FILE)
         write_json(directory / BI_ENCODER_CONFIG, asdict(self.spec))
@@ -174,9 +182,9 @@ class BiEncoder(nn.Module):
             )
         with reading_artifact(spec_file, "the bi-encoder's spec"):
             spec = BiEncoderSpec(**read_json(spec_file))
-        with reading_artifact(directory / ENCODER_SUBDIR, "the encoder and its tokenizer"):
-            encoder = _load_encoder(directory / ENCODER_SUBDIR, spec)
-            tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR, **LOCAL_FOLDER)
+        encoder = _load_encoder(directory / ENCODER_SUBDIR, spec)
+        with reading_artifact(directory / ENCODER_SUBDIR, "a saved tokenizer"):
+            tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR)
         model = cls(encoder, tokenizer, spec)
         with reading_artifact(directory / HEAD_FILE, "the softmax head's weights"):
             model.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))

@@ -11,11 +11,6 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 from pair_classifier.config import ModelConfig
 
-# ``from_pretrained`` arguments for a folder on disk. Said explicitly because a tokenizer saves
-# them in its tokenizer_config.json, and otherwise transformers fills in ``local_files_only`` from
-# the HF_HUB_OFFLINE environment variable, so the same model saved in two shells would differ.
-LOCAL_FOLDER: dict[str, Any] = {"local_files_only": True}
-
 
 def _hub_cache_holds(cache_dir: Path, model_id: str) -> bool:
     """Whether a Hugging Face hub cache folder has a snapshot of ``model_id``."""
@@ -29,7 +24,7 @@ def pretrained_source(config: ModelConfig) -> tuple[str, dict[str, Any]]:
     it (the team's shared drive), and downloaded from the hub otherwise.
     """
     if Path(config.pretrained).is_dir():
-        return config.pretrained, LOCAL_FOLDER
+        return config.pretrained, {}
     if config.hf_cache and _hub_cache_holds(Path(config.hf_cache), config.pretrained):
         return config.pretrained, {"cache_dir": config.hf_cache, "local_files_only": True}
     return config.pretrained, {}
