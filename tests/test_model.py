@@ -81,11 +81,13 @@ def test_saved_tokenizer_files_do_not_depend_on_offline_mode(
     for mode in (True, False):
         monkeypatch.setattr(offline, lambda mode=mode: mode)
         build_bi_encoder(tiny_model_config, mrpc_config).save(tmp_path / f"built_offline_{mode}")
-    BiEncoder.load(tmp_path / "built_offline_True").save(tmp_path / "reloaded_online")
+    reloaded = BiEncoder.load(tmp_path / "built_offline_True")
+    reloaded.save(tmp_path / "reloaded_online")
+    reloaded.tokenizer.save_pretrained(tmp_path / "exported" / "encoder")  # as the export does
     reference = tmp_path / "built_offline_True" / "encoder"
     tokenizer_files = sorted(reference.glob("*token*"))
     assert tokenizer_files
-    for other in ("built_offline_False", "reloaded_online"):
+    for other in ("built_offline_False", "reloaded_online", "exported"):
         for path in tokenizer_files:
             assert (tmp_path / other / "encoder" / path.name).read_bytes() == path.read_bytes()
 

@@ -18,7 +18,6 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModel,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -31,10 +30,9 @@ from pair_classifier.constants import (
 )
 from pair_classifier.errors import ArtifactError, reading_artifact
 from pair_classifier.io_utils import read_json, write_json
+from pair_classifier.model.encoder import tokenizer_from_pretrained
 from pair_classifier.model.features import FEATURE_BLOCKS, pair_features
 from pair_classifier.model.pooling import mean_pooling
-
-LOADING_ONLY_KWARG = "local_files_only"
 
 
 @dataclass(frozen=True)
@@ -161,10 +159,6 @@ class BiEncoder(nn.Module):
         """Write encoder, tokenizer, head and spec into ``directory``."""
         directory.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(directory / ENCODER_SUBDIR)
-        # transformers writes how the tokenizer was loaded (``local_files_only``, which follows
-        # HF_HUB_OFFLINE and the cache in use) into its config; leave it out so that the saved
-        # files depend on the model alone.
-        self.tokenizer.init_kwargs.pop(LOADING_ONLY_KWARG, None)
         self.tokenizer.save_pretrained(directory / ENCODER_SUBDIR)
         torch.save(self.head.state_dict(), directory / HEAD_FILE)
         write_json(directory / BI_ENCODER_CONFIG, asdict(self.spec))
@@ -184,7 +178,7 @@ class BiEncoder(nn.Module):
             spec = BiEncoderSpec(**read_json(spec_file))
         encoder = _load_encoder(directory / ENCODER_SUBDIR, spec)
         with reading_artifact(directory / ENCODER_SUBDIR, "a saved tokenizer"):
-            tokenizer = AutoTokenizer.from_pretrained(directory / ENCODER_SUBDIR)
+            tokenizer = tokenizer_from_pretrained(directory / ENCODER_SUBDIR)
         model = cls(encoder, tokenizer, spec)
         with reading_artifact(directory / HEAD_FILE, "the softmax head's weights"):
             model.head.load_state_dict(torch.load(directory / HEAD_FILE, weights_only=True))

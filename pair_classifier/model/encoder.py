@@ -30,10 +30,24 @@ def pretrained_source(config: ModelConfig) -> tuple[str, dict[str, Any]]:
     return config.pretrained, {}
 
 
+# What transformers records in a tokenizer about how it was loaded, and writes into a saved
+# tokenizer_config.json: ``local_files_only`` follows HF_HUB_OFFLINE and the cache in use,
+# ``is_local`` whether the source was a folder. Dropped, so saved files depend on the model alone.
+LOADING_ONLY_KWARGS = ("local_files_only", "is_local")
+
+
+def tokenizer_from_pretrained(source: str | Path, **kwargs: Any) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained`` minus the record of how it was loaded."""
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    for name in LOADING_ONLY_KWARGS:
+        tokenizer.init_kwargs.pop(name, None)
+    return tokenizer
+
+
 def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
     """The pretrained model's tokenizer, from the offline cache when it holds it."""
     source, kwargs = pretrained_source(config)
-    return AutoTokenizer.from_pretrained(source, **kwargs)
+    return tokenizer_from_pretrained(source, **kwargs)
 
 
 def load_encoder(config: ModelConfig) -> PreTrainedModel:
