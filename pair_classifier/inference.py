@@ -13,8 +13,6 @@ Input files: CSV (``.csv``), TSV (``.tsv``) or JSON lines (``.jsonl``) with a he
 from __future__ import annotations
 
 import codecs
-import csv
-import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -23,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_SUBDIR, TEXT_A, TEXT_B
+from pair_classifier.data.records import RecordSyntaxError, delimited_records, json_lines
 from pair_classifier.errors import PairClassifierError
 
 if TYPE_CHECKING:
@@ -35,7 +34,6 @@ SEPARATORS = {".csv": ",", ".tsv": "\t"}
 SUPPORTED_SUFFIXES = (*SEPARATORS, ".jsonl")
 ONNX_SUFFIX = ".onnx"
 INPUT_ENCODING = "utf-8"
-MAX_FIELD_CHARS = 2**31 - 1  # the csv module's default (131,072) would refuse long documents
 UNNAMED_COLUMN = "Unnamed: "
 
 
@@ -149,11 +147,6 @@ def _decoded(path: Path) -> str:
         raise InputError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from error
 
 
-def _blank_line(fields: list[str]) -> bool:
-    """An empty or whitespace-only line (not a row of empty fields, which is an error)."""
-    return len(fields) <= 1 and not "".join(fields).strip()
-
-
 def _column_names(path: Path, line: int, header: list[str]) -> list[str]:
     """Header names, stripped; unnamed columns (spreadsheet exports) named as pandas does."""
     names = [name.strip() or f"{UNNAMED_COLUMN}{i}" for i, name in enumerate(header)]
@@ -164,20 +157,12 @@ def _column_names(path: Path, line: int, header: list[str]) -> list[str]:
 
 
 def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, list[int]]:
-    """Rows of a CSV/TSV file with a header, and the line each row starts on (blank lines
-    skipped, a quoted field may span lines)."""
-    csv.field_size_limit(MAX_FIELD_CHARS)
-    # strict: a quote left open fails instead of swallowing the rest of the file into one field
-    reader = csv.reader(io.StringIO(_decoded(path), newline=""), delimiter=separator, strict=True)
+    """Rows of a CSV/TSV file with a header, and the line each row starts on."""
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
-    previous_end = 0
     try:
-        for row in reader:
-            line, previous_end = previous_end + 1, reader.line_num
-            if _blank_line(row):
-                continue
+        for line, row in delimited_records(_decoded(path), separator):
             if header is None:
                 header = _column_names(path, line, row)
                 continue
@@ -188,8 +173,8 @@ def _read_delimited(path: Path, separator: str) -> tuple[pd.DataFrame, list[int]
                 )
             rows.append(row)
             lines.append(line)
-    except csv.Error as error:
-        raise InputError(f"{path}:{previous_end + 1}: cannot parse: {error}") from error
+    except RecordSyntaxError as error:
+        raise InputError(f"{path}:{error.line}: cannot parse: {error}") from error
     if header is None:
         raise InputError(f"{path}: empty file, expected a header row naming the columns")
     return pd.DataFrame(rows, columns=header, dtype=str), lines
@@ -199,10 +184,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     """One JSON object per line (blank lines skipped), and the line of each."""
     records: list[dict[str, object]] = []
     lines: list[int] = []
-    # Split on newlines only: str.splitlines would also split inside a JSON string at U+2028.
-    for line, raw in enumerate(_decoded(path).split("\n"), start=1):
-        if not raw.strip():
-            continue
+    for line, raw in json_lines(_decoded(path)):
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as error:

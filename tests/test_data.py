@@ -202,3 +202,42 @@ def test_jsonl_and_parquet_sources(tmp_path: Path) -> None:
 def test_missing_file_names_the_config_key(tmp_path: Path, mrpc_config: DataConfig) -> None:
     with pytest.raises(DataError, match=r"msr-para-train\.tsv: file not found \(data\.files"):
         _prepare(tmp_path, tmp_path / "out", mrpc_config)
+
+
+def test_csv_lines_count_blank_lines_and_quoted_newlines(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text(
+        "premise,hypothesis,label\n\n"
+        '"two\nlines",b,neutral\n'
+        ",,\n"  # a row of empty fields is a bad row, not a blank line to skip
+        "c,d,entailment\n",
+        encoding="utf-8",
+    )
+    result = read_pairs(path, _csv_config())
+    assert result.problems == []
+    # Line 5 is read (validation then quarantines it as empty_text), not skipped as blank.
+    assert [(p.line, p.text_a) for p in result.pairs] == [(3, "two\nlines"), (5, ""), (6, "c")]
+
+
+def test_csv_quote_left_open_fails_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text(
+        'premise,hypothesis,label\na,b,neutral\n"open,b,neutral\nc,d,entailment\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match=r"train\.csv:3: cannot parse as csv"):
+        read_pairs(path, _csv_config())
+
+
+def test_jsonl_line_separator_inside_a_string_is_not_a_new_line(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    records = [
+        {"premise": "x\u2028y", "hypothesis": "h", "label": "neutral"},
+        {"premise": "p", "hypothesis": "q", "label": "entailment"},
+    ]
+    path.write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8"
+    )
+    result = read_pairs(path, _csv_config(format="jsonl"))
+    assert result.problems == []
+    assert [(p.line, p.text_a) for p in result.pairs] == [(1, "x\u2028y"), (2, "p")]

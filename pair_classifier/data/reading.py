@@ -6,8 +6,6 @@ that names the file, the line and the reason, so the caller can fail or quaranti
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pair_classifier.config import DataConfig
+from pair_classifier.data.records import RecordSyntaxError, delimited_records, json_lines
 from pair_classifier.errors import PairClassifierError
 
 # Lone surrogates are what `errors="surrogateescape"` turns undecodable bytes into.
@@ -108,19 +107,14 @@ def _read_text(path: Path, config: DataConfig) -> str:
 
 
 def _read_delimited(path: Path, config: DataConfig) -> ReadResult:
-    text = _read_text(path, config)
-    quoting = csv.QUOTE_NONE if config.quoting == "none" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=config.separator, quoting=quoting)
     pairs: list[RawPair] = []
     problems: list[Problem] = []
     header: list[str] | None = None
-    previous_end = 0
+    records = delimited_records(
+        _read_text(path, config), config.separator, quoted=config.quoting != "none"
+    )
     try:
-        for row in reader:
-            line = previous_end + 1
-            previous_end = reader.line_num
-            if not row or all(not field.strip() for field in row):
-                continue  # blank line: not a row
+        for line, row in records:
             raw = config.separator.join(row)
             if header is None:
                 header = [field.strip() for field in row]
@@ -140,8 +134,8 @@ def _read_delimited(path: Path, config: DataConfig) -> ReadResult:
                 continue
             result = _row_to_pair(path, line, dict(zip(header, row)), raw, config)
             (problems if isinstance(result, Problem) else pairs).append(result)
-    except csv.Error as error:
-        raise DataError(f"{path}:{reader.line_num}: cannot parse as {config.format}: {error}")
+    except RecordSyntaxError as error:
+        raise DataError(f"{path}:{error.line}: cannot parse as {config.format}: {error}") from error
     if header is None:
         raise DataError(f"{path}: empty file, expected a header row")
     return ReadResult(pairs, problems)
@@ -150,9 +144,7 @@ def _read_delimited(path: Path, config: DataConfig) -> ReadResult:
 def _read_jsonl(path: Path, config: DataConfig) -> ReadResult:
     pairs: list[RawPair] = []
     problems: list[Problem] = []
-    for line, raw in enumerate(_read_text(path, config).splitlines(), start=1):
-        if not raw.strip():
-            continue
+    for line, raw in json_lines(_read_text(path, config)):
         try:
             record = json.loads(raw)
         except json.JSONDecodeError as error:

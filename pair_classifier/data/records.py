@@ -1,0 +1,59 @@
+"""Numbered records of a text file: the one place that knows on which line a record starts.
+
+Both readers of pairs, the training data's (``data.reading``, which quarantines bad rows) and
+the scoring input's (``inference``, which stops at the first), split text here, so blank lines,
+quoted fields spanning lines and long fields are counted the same way in every message.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+# The csv module's default limit (131,072 characters) would refuse long documents.
+MAX_FIELD_CHARS = 2**31 - 1
+
+
+class RecordSyntaxError(ValueError):
+    """The text cannot be split into records; ``line`` is where the broken record starts."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def is_blank(fields: list[str]) -> bool:
+    """An empty or whitespace-only line; a row of empty fields is a (bad) row, not blank."""
+    return len(fields) <= 1 and not "".join(fields).strip()
+
+
+def delimited_records(
+    text: str, separator: str, quoted: bool = True
+) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank row of CSV/TSV ``text`` with the line it starts on (a quoted field may
+    span lines). ``quoted=False`` reads quote characters as ordinary text."""
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    # strict: a quote left open fails instead of swallowing the rest of the file into one field
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=separator,
+        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
+        strict=True,
+    )
+    previous_end = 0
+    try:
+        for fields in reader:
+            line, previous_end = previous_end + 1, reader.line_num
+            if not is_blank(fields):
+                yield line, fields
+    except csv.Error as error:
+        raise RecordSyntaxError(previous_end + 1, str(error)) from error
+
+
+def json_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Each non-blank line of JSON-lines ``text`` with its number. Split on newlines only:
+    ``str.splitlines`` would also split inside a JSON string at U+2028 and its kin."""
+    for line, raw in enumerate(text.split("\n"), start=1):
+        if raw.strip():
+            yield line, raw
