@@ -8,13 +8,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import pairs_frame
+from conftest import pairs_frame, synthetic_pairs
 
 from pair_classifier.config import DataConfig, ModelConfig, TrainConfig
 from pair_classifier.errors import ArtifactError
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.datamodule import PairDataset, train_sampler
-from pair_classifier.model.encoder import encoder_layers, freeze_bottom
+from pair_classifier.model.encoder import encoder_layers, freeze_bottom, load_tokenizer
 from pair_classifier.model.features import pair_features, pair_features_numpy
 from pair_classifier.model.lightning_module import BiEncoderModule
 from pair_classifier.model.pooling import mean_pooling
@@ -154,3 +154,12 @@ def test_frozen_bottom_layers_get_no_gradient_and_no_update(bi_encoder: BiEncode
     assert not {id(p) for p in frozen} & _optimized_parameters(module)
     with pytest.raises(ValueError, match=f"cannot freeze {len(blocks)} of {len(blocks)} layers"):
         freeze_bottom(bi_encoder.encoder, len(blocks))
+
+
+def test_the_tiny_tokenizer_reads_its_words_not_unknowns(tiny_model_config: ModelConfig) -> None:
+    """Guards the fixture: a tokenizer built without its vocabulary reads every word as [UNK]
+    (transformers 5 ignores ``vocab_file=``), and the tests would then score empty texts."""
+    tokenizer = load_tokenizer(tiny_model_config)
+    text = synthetic_pairs(1, seed=1)[0][1]  # the fixture's vocabulary comes from these texts
+    tokens = tokenizer.tokenize(text)
+    assert tokens and tokenizer.unk_token not in tokens

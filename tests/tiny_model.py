@@ -24,7 +24,7 @@ def make_tiny_bert(directory: Path, texts: Iterable[str], seed: int = 0) -> Path
     directory.mkdir(parents=True, exist_ok=True)
     vocab = directory / "vocab.txt"
     vocab.write_text("\n".join(SPECIAL_TOKENS + words) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     torch.manual_seed(seed)
     model = BertModel(BertConfig(vocab_size=len(SPECIAL_TOKENS) + len(words), **TINY_BERT))
     model.save_pretrained(directory)
