@@ -174,6 +174,10 @@ class DistillConfig:
     importance_batches: int = 16
     augment_copies: int = 0  # perturbed, unlabelled copies of the training pairs
     augment_word_dropout: float = 0.1
+    augment_replace_probability: float = 0.0  # chance a word is replaced by an embedding neighbour
+    augment_neighbours: int = (
+        8  # candidates per word: its nearest pieces in the teacher's embeddings
+    )
     epochs: int = 3
     batch_size: int = 32
     lr: float = 1.0e-4
@@ -196,6 +200,15 @@ class DistillConfig:
             raise ConfigError(
                 f"distill.keep_layers: expected teacher block indices (0 or more), "
                 f"got {self.keep_layers}"
+            )
+        for name in ("augment_word_dropout", "augment_replace_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(
+                    f"distill.{name}: expected a probability in [0, 1], got {getattr(self, name)}"
+                )
+        if self.augment_neighbours < 1:
+            raise ConfigError(
+                f"distill.augment_neighbours: expected 1 or more, got {self.augment_neighbours}"
             )
         if self.hidden_layers and len(self.hidden_layers) != len(self.keep_layers):
             raise ConfigError(

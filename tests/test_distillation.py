@@ -12,9 +12,16 @@ import torch.nn.functional as F
 from conftest import different_or_same, pairs_frame
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import RandomSampler
+from transformers import BertTokenizerFast
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs, drop_words
+from pair_classifier.compress.augmentation import (
+    UNLABELLED,
+    augmented_pairs,
+    drop_words,
+    replace_words,
+    word_neighbours,
+)
 from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
 from pair_classifier.compress.distillation import (
     DistillationModule,
@@ -22,6 +29,7 @@ from pair_classifier.compress.distillation import (
     distill_loaders,
     labelled_cross_entropy,
     make_student,
+    replacement_neighbours,
 )
 from pair_classifier.compress.student import distill_student
 from pair_classifier.config import (
@@ -63,6 +71,75 @@ def test_augmented_pairs_are_unlabelled_seeded_copies() -> None:
     assert augmented.equals(augmented_pairs(PAIRS, copies=2, word_dropout=0.3, seed=1))
     assert not augmented.equals(augmented_pairs(PAIRS, copies=2, word_dropout=0.3, seed=2))
     assert augmented_pairs(PAIRS, copies=0, word_dropout=0.3, seed=1).empty
+
+
+NEIGHBOUR_VECTORS = {
+    "profits": [1.0, 0.0, 0.0],
+    "earnings": [0.9, 0.1, 0.0],
+    "[CLS]": [1.0, 0.0, 0.0],  # as close as can be, but not a word
+    "##s": [1.0, 0.01, 0.0],  # a word piece, not a whole word
+    "shares": [0.0, 1.0, 0.0],
+    "stocks": [0.0, 0.9, 0.1],
+    "of": [0.0, 0.0, 1.0],
+}
+
+
+def test_word_neighbours_are_the_nearest_whole_words_in_the_embeddings(tmp_path: Path) -> None:
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "of", "profits", "earnings"]
+    vocabulary += ["shares", "stocks", "##s", "42"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"), do_lower_case=True)
+    other = [0.0, 0.0, -1.0]
+    embeddings = torch.tensor([NEIGHBOUR_VECTORS.get(piece, other) for piece in vocabulary])
+    words = ["profits", "shares", "of", "42", "unheard", "profits"]
+    neighbours = word_neighbours(words, tokenizer, embeddings, count=1)
+    # "of" is too short to replace, "42" is not a word, "unheard" is not one piece
+    assert neighbours == {"profits": ["earnings"], "shares": ["stocks"]}
+    nearest, second = word_neighbours(["profits"], tokenizer, embeddings, count=2)["profits"]
+    assert nearest == "earnings" and second in {"of", "shares", "stocks"}
+
+
+def test_replace_words_replaces_only_words_with_neighbours() -> None:
+    neighbours = {"profits": ["earnings", "gains"], "shares": ["stocks"]}
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        replaced = replace_words("Profits of shares", neighbours, 1.0, rng).split()
+        assert replaced[0] in {"earnings", "gains"} and replaced[1:] == ["of", "stocks"]
+    assert replace_words("Profits of shares", neighbours, 0.0, rng) == "Profits of shares"
+
+
+def test_augmented_pairs_with_replacement_are_seeded() -> None:
+    neighbours = {"profits": ["earnings"], "shares": ["stocks"], "company": ["firm"]}
+    augmented = augmented_pairs(PAIRS, 2, 0.0, 1, neighbours, replace_probability=1.0)
+    assert augmented[TEXT_A].iloc[0] == "the firm said earnings rose sharply"
+    assert augmented[TEXT_B].iloc[1] == "stocks dropped today"
+    assert augmented.equals(augmented_pairs(PAIRS, 2, 0.0, 1, neighbours, 1.0))
+    assert (augmented[LABEL] == UNLABELLED).all()
+    untouched = augmented_pairs(PAIRS, 1, 0.0, 1, neighbours, replace_probability=0.0)
+    assert untouched[TEXT_A].tolist() == PAIRS[TEXT_A].tolist()
+
+
+def test_replacement_neighbours_come_from_the_teacher_only_when_asked(
+    tiny_model_dir: Path,
+) -> None:
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+    train = pairs_frame(20, 1)
+    asked = DistillConfig(keep_layers=[0], augment_copies=1, augment_replace_probability=0.5)
+    neighbours = replacement_neighbours(teacher, train, asked)
+    assert neighbours
+    train_words = {w.lower() for t in pd.concat([train[TEXT_A], train[TEXT_B]]) for w in t.split()}
+    assert set(neighbours) <= train_words
+    assert all(len(candidates) == asked.augment_neighbours for candidates in neighbours.values())
+    off = DistillConfig(keep_layers=[0], augment_copies=1, augment_replace_probability=0.0)
+    assert replacement_neighbours(teacher, train, off) is None
+
+
+@pytest.mark.parametrize(
+    "field, value", [("augment_replace_probability", 1.5), ("augment_word_dropout", -0.1)]
+)
+def test_augmentation_probabilities_are_checked(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=f"distill.{field}: expected a probability"):
+        DistillConfig(keep_layers=[0], **{field: value})
 
 
 def test_cross_entropy_skips_unlabelled_rows() -> None:

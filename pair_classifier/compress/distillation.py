@@ -8,8 +8,9 @@ Patient KD): MSE between each student block's token states and those of a chosen
 (``hidden_layers``), which guides the blocks in between, not only the output. The teacher's
 vectors and token states are computed once before training (it is frozen), so an epoch costs
 only the student's forward and backward.
-Perturbed, unlabelled copies of the training pairs (``augment_copies``) widen what the student
-sees of the teacher; cross-entropy skips them.
+Perturbed, unlabelled copies of the training pairs (``augment_copies``: words replaced by their
+neighbours in the teacher's input embeddings and/or dropped) widen what the student sees of the
+teacher; cross-entropy skips them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs
+from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs, word_neighbours
 from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
 from pair_classifier.compress.optim import adamw_with_linear_warmup
 from pair_classifier.compress.pruning import gate_importance, keep_layers, prune_by_importance
@@ -269,6 +270,24 @@ class DistillationModule(L.LightningModule):
         )
 
 
+def replacement_neighbours(
+    teacher: BiEncoder, train: pd.DataFrame, config: DistillConfig
+) -> dict[str, list[str]] | None:
+    """Replacement candidates for the words of the training texts, from the teacher's input
+    embeddings; None when the config replaces no words."""
+    if config.augment_copies <= 0 or config.augment_replace_probability <= 0:
+        return None
+    words = (
+        word.lower() for text in pd.concat([train[TEXT_A], train[TEXT_B]]) for word in text.split()
+    )
+    return word_neighbours(
+        words,
+        teacher.tokenizer,
+        teacher.encoder.get_input_embeddings().weight,
+        config.augment_neighbours,
+    )
+
+
 def distill_loaders(
     teacher: BiEncoder,
     train: pd.DataFrame,
@@ -283,7 +302,14 @@ def distill_loaders(
     """Loaders whose batches carry the teacher's vectors (and, given a ``cross_encoder``, its
     logits): train (with the augmented copies), val, and the labelled training pairs alone (for
     head and channel importance)."""
-    augmented = augmented_pairs(train, config.augment_copies, config.augment_word_dropout, seed)
+    augmented = augmented_pairs(
+        train,
+        config.augment_copies,
+        config.augment_word_dropout,
+        seed,
+        replacement_neighbours(teacher, train, config),
+        config.augment_replace_probability,
+    )
     every_pair = pd.concat([train, augmented, val], ignore_index=True)
     texts = every_pair[TEXT_A].tolist() + every_pair[TEXT_B].tolist()
     collate = DistillCollator(
