@@ -174,10 +174,8 @@ class DistillConfig:
     importance_batches: int = 16
     augment_copies: int = 0  # perturbed, unlabelled copies of the training pairs
     augment_word_dropout: float = 0.1
-    augment_replace_probability: float = 0.0  # chance a word is replaced by an embedding neighbour
-    augment_neighbours: int = (
-        8  # candidates per word: its nearest pieces in the teacher's embeddings
-    )
+    augment_replace_probability: float = 0.0  # chance a word becomes an embedding neighbour
+    augment_neighbours: int = 8  # candidates per word, nearest in the teacher's embeddings
     epochs: int = 3
     batch_size: int = 32
     lr: float = 1.0e-4

@@ -241,3 +241,12 @@ def test_jsonl_line_separator_inside_a_string_is_not_a_new_line(tmp_path: Path) 
     result = read_pairs(path, _csv_config(format="jsonl"))
     assert result.problems == []
     assert [(p.line, p.text_a) for p in result.pairs] == [(1, "x\u2028y"), (2, "p")]
+
+
+def test_csv_stray_quote_inside_a_field_fails_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text(
+        'premise,hypothesis,label\na,b,neutral\n"He said" hi,b,neutral\n', encoding="utf-8"
+    )
+    with pytest.raises(DataError, match=r"train\.csv:3: cannot parse as csv: ',' expected"):
+        read_pairs(path, _csv_config())

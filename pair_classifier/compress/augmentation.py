@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from pair_classifier.constants import LABEL, TEXT_A, TEXT_B
 
 UNLABELLED = -100  # torch's cross-entropy ``ignore_index``
-# Shorter words (a, of, to) carry the syntax; only longer ones are replaced.
+# Words of one or two letters (a, of, to) carry the syntax; only longer ones are replaced.
 MIN_REPLACED_WORD_CHARS = 3
 NEIGHBOUR_SEARCH_ROWS = 2048  # words compared with the whole vocabulary at once (memory bound)
 
@@ -44,16 +44,20 @@ def word_neighbours(
 ) -> dict[str, list[str]]:
     """For each of ``words`` that ``tokenizer`` reads as one alphabetic piece of at least
     ``MIN_REPLACED_WORD_CHARS`` letters: the ``count`` alphabetic whole-word pieces nearest it by
-    cosine in ``embeddings`` (the teacher's input embeddings, one row per vocabulary id)."""
+    cosine in ``embeddings`` (the teacher's input embeddings, one row per vocabulary id). Fewer
+    than ``count`` when the vocabulary has fewer whole-word pieces; never a special token or a
+    word-piece continuation."""
     vocabulary = tokenizer.convert_ids_to_tokens(list(range(embeddings.shape[0])))
-    candidate = torch.tensor([piece.isalpha() for piece in vocabulary])
+    # Rows past the tokenizer's vocabulary (padded embeddings) have no piece: None.
+    candidate = torch.tensor([piece is not None and piece.isalpha() for piece in vocabulary])
+    available = int(candidate.sum()) - 1  # every other candidate than the word itself
     ids: dict[str, int] = {}
     for word in sorted(set(words)):
         pieces = tokenizer.tokenize(word)
         if len(pieces) == 1 and pieces[0].isalpha() and len(pieces[0]) >= MIN_REPLACED_WORD_CHARS:
             ids[word] = tokenizer.convert_tokens_to_ids(pieces[0])
     unit = torch.nn.functional.normalize(embeddings.detach().float(), dim=1)
-    keys = list(ids)
+    keys = list(ids) if available > 0 else []
     neighbours: dict[str, list[str]] = {}
     for start in range(0, len(keys), NEIGHBOUR_SEARCH_ROWS):
         chunk = keys[start : start + NEIGHBOUR_SEARCH_ROWS]
@@ -61,7 +65,7 @@ def word_neighbours(
         similarity = unit[rows] @ unit.T
         similarity[:, ~candidate] = -torch.inf
         similarity[torch.arange(len(chunk)), rows] = -torch.inf  # not the word itself
-        nearest = similarity.topk(count, dim=1).indices.tolist()
+        nearest = similarity.topk(min(count, available), dim=1).indices.tolist()
         neighbours |= {word: [vocabulary[i] for i in row] for word, row in zip(chunk, nearest)}
     return neighbours
 
