@@ -190,6 +190,12 @@ class DistillConfig:
     # it learns (empty: off); the MSE between them is weighted by hidden_weight.
     hidden_layers: list[int] = field(default_factory=list)
     hidden_weight: float = 1.0
+    # Relation distillation (MiniLMv2): the student's last block learns the query-query,
+    # key-key and value-value self-relations of teacher block relation_layer (-1: the last),
+    # split into relation_heads heads; KL weighted by relation_weight (0: off).
+    relation_weight: float = 0.0
+    relation_layer: int = -1
+    relation_heads: int = 4
     monitor: str = "val_acc"
     monitor_mode: Literal["min", "max"] = "max"
 
@@ -207,6 +213,11 @@ class DistillConfig:
         if self.augment_neighbours < 1:
             raise ConfigError(
                 f"distill.augment_neighbours: expected 1 or more, got {self.augment_neighbours}"
+            )
+        if self.relation_weight < 0 or self.relation_heads < 1:
+            raise ConfigError(
+                f"distill.relation_weight / relation_heads: expected a weight of 0 or more and "
+                f"1 or more heads, got {self.relation_weight} / {self.relation_heads}"
             )
         if self.hidden_layers and len(self.hidden_layers) != len(self.keep_layers):
             raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from pair_classifier.compress.distillation import (
     make_student,
     replacement_neighbours,
 )
+from pair_classifier.compress.relations import PROJECTIONS, log_relations, relation_kl
 from pair_classifier.compress.student import distill_student
 from pair_classifier.config import (
     ClassifierConfig,
@@ -323,3 +325,70 @@ def test_layer_wise_targets_must_name_one_teacher_block_per_student_block(
     teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
     with pytest.raises(ConfigError, match=r"hidden_layers \[0, 2\]: the teacher's blocks are 0..1"):
         TeacherTargets(teacher, ["a text"], 2, hidden_layers=[0, 2])
+
+
+def test_relations_ignore_padding_and_the_projection_width() -> None:
+    torch.manual_seed(0)
+    projections = torch.randn(3, 2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    relations = log_relations(projections, mask, heads=2).exp()
+    assert relations.shape == (3, 2, 2, 5, 5)
+    torch.testing.assert_close(relations.sum(-1), torch.ones(3, 2, 2, 5))
+    assert not relations[:, 0, :, :, 3:].any()  # no weight on padded keys
+    changed_padding = projections.clone()
+    changed_padding[:, 0, 3:] = 100.0
+    torch.testing.assert_close(
+        relation_kl(changed_padding, projections, mask, heads=2), torch.tensor(0.0)
+    )
+    wider = torch.cat([projections, -projections], dim=-1)  # widths may differ: tokens x tokens
+    assert relation_kl(projections, projections, mask, heads=2).item() == 0.0
+    assert relation_kl(projections, wider, mask, heads=2).item() > 0.0
+    with pytest.raises(ValueError, match="relation heads 3 do not divide the projection width 8"):
+        log_relations(projections, mask, heads=3)
+
+
+def test_relation_loss_is_zero_for_the_teacher_itself_and_trains_the_last_block(
+    tiny_model_dir: Path,
+) -> None:
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+    blocks = teacher.encoder.config.num_hidden_layers
+
+    def losses_of(config: DistillConfig, student: BiEncoder) -> dict[str, torch.Tensor]:
+        loaders = distill_loaders(
+            teacher, pairs_frame(8, 1), pairs_frame(4, 2), config, 0.0, False, 0
+        )
+        batch = next(iter(loaders[1]))  # validation: unshuffled
+        return DistillationModule(student, teacher.head, config)._losses(batch)[0]
+
+    same = DistillConfig(keep_layers=list(range(blocks)), relation_weight=1.0, relation_heads=2)
+    student = make_student(teacher, same, []).eval()  # dropout off: the teacher's own outputs
+    own = losses_of(same, student)["relation"].item()  # the half-precision targets only
+    earlier = dataclasses.replace(same, relation_layer=0)  # the student's last is block 1
+    losses = losses_of(earlier, student)
+    assert own < 1e-5 and losses["relation"].item() > 100 * own
+    losses["loss"].backward()
+    last = encoder_layers(student.encoder)[-1].attention.self
+    assert all(getattr(last, name).weight.grad.abs().sum() > 0 for name in PROJECTIONS)
+    assert "relation" not in losses_of(dataclasses.replace(same, relation_weight=0.0), student)
+
+
+def test_relation_heads_must_split_both_widths(tiny_model_dir: Path) -> None:
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+    width = encoder_layers(teacher.encoder)[-1].attention.self.query.out_features
+    with pytest.raises(
+        ConfigError, match=rf"relation_heads 5 must divide .* teacher's .*\({width}\)"
+    ):
+        TeacherTargets(teacher, ["a text"], 2, [], relation_layer=-1, relation_heads=5)
+    with pytest.raises(ConfigError, match=r"distill.relation_layer 7: the teacher's blocks are"):
+        TeacherTargets(teacher, ["a text"], 2, [], relation_layer=7)
+    config = DistillConfig(
+        keep_layers=[0], heads_per_layer=1, relation_weight=1.0, relation_heads=3
+    )
+    student = make_student(teacher, config, [])  # no batches: importance is all zero
+    one_head = encoder_layers(student.encoder)[-1].attention.self.query.out_features
+    with pytest.raises(
+        ConfigError, match=rf"relation_heads 3 must divide .* student's .*\({one_head}\)"
+    ):
+        DistillationModule(student, teacher.head, config)
+    with pytest.raises(ConfigError, match=r"distill.relation_weight / relation_heads"):
+        DistillConfig(keep_layers=[0], relation_heads=0)

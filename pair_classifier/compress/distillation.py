@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -32,53 +33,110 @@ from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs, w
 from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
 from pair_classifier.compress.optim import adamw_with_linear_warmup
 from pair_classifier.compress.pruning import gate_importance, keep_layers, prune_by_importance
+from pair_classifier.compress.relations import (
+    captured_projections,
+    check_relation_heads,
+    relation_kl,
+    stacked_projections,
+)
 from pair_classifier.config import ConfigError, DistillConfig
 from pair_classifier.constants import TEXT_A, TEXT_B
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.datamodule import PairCollator, PairDataset, train_sampler
+from pair_classifier.model.encoder import encoder_layers
 from pair_classifier.model.features import pair_features
 
 
 @torch.inference_mode()
 def vectors_and_token_states(
-    teacher: BiEncoder, texts: list[str], batch_size: int, blocks: list[int]
-) -> tuple[np.ndarray, list[torch.Tensor]]:
-    """In one pass of the teacher: each text's sentence vector and the output token states of
-    the listed blocks, (blocks, tokens, hidden) in half precision (they are only targets)."""
+    teacher: BiEncoder,
+    texts: list[str],
+    batch_size: int,
+    blocks: list[int],
+    relation_block: int | None = None,
+) -> tuple[np.ndarray, list[torch.Tensor], list[torch.Tensor]]:
+    """In one pass of the teacher: each text's sentence vector, the output token states of the
+    listed blocks, (blocks, tokens, hidden), and, given a ``relation_block``, that block's query,
+    key and value projections, (3, tokens, width); targets only, so in half precision."""
     teacher.eval()
     device = next(teacher.parameters()).device
     vectors = np.zeros((len(texts), teacher.embedding_dim), dtype=np.float32)
     states: list[torch.Tensor] = [torch.empty(0)] * len(texts)
-    for index, batch in teacher.length_sorted_batches(texts, batch_size):
-        embedded, hidden = teacher.embed_with_states(
-            batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        )
-        vectors[index] = embedded.float().cpu().numpy()
-        chosen = torch.stack([hidden[block + 1] for block in blocks], dim=1).half().cpu()
-        for row, i in enumerate(index):
-            states[i] = chosen[row, :, : int(batch["attention_mask"][row].sum())].clone()
-    return vectors, states
+    projections: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+    watching = (
+        nullcontext({})
+        if relation_block is None
+        else captured_projections(encoder_layers(teacher.encoder)[relation_block])
+    )
+    with watching as captured:
+        for index, batch in teacher.length_sorted_batches(texts, batch_size):
+            embedded, hidden = teacher.embed_with_states(
+                batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            )
+            vectors[index] = embedded.float().cpu().numpy()
+            chosen = (
+                torch.stack([hidden[block + 1] for block in blocks], dim=1).half().cpu()
+                if blocks
+                else None
+            )
+            stacked = stacked_projections(captured).half().cpu() if captured else None
+            for row, i in enumerate(index):
+                tokens = int(batch["attention_mask"][row].sum())
+                if chosen is not None:
+                    states[i] = chosen[row, :, :tokens].clone()
+                if stacked is not None:
+                    projections[i] = stacked[:, row, :tokens].clone()
+    return vectors, states, projections
+
+
+def padded_targets(per_text: list[torch.Tensor], length: int) -> torch.Tensor:
+    """Per-text targets (kinds, tokens, width) stacked to (kinds, batch, length, width),
+    zero-padded like the batch's tokens."""
+    first = per_text[0]
+    padded = torch.zeros(first.shape[0], len(per_text), length, first.shape[-1])
+    for column, target in enumerate(per_text):
+        padded[:, column, : target.shape[1]] = target.float()
+    return padded
 
 
 class TeacherTargets:
-    """What the frozen teacher says of every text the student trains on: its sentence vector
-    and, for layer-wise distillation, the token states of the ``hidden_layers`` blocks."""
+    """What the frozen teacher says of every text the student trains on: its sentence vector,
+    for layer-wise distillation the token states of the ``hidden_layers`` blocks, and for
+    relation distillation the query/key/value projections of block ``relation_layer``."""
 
     def __init__(
-        self, teacher: BiEncoder, texts: list[str], batch_size: int, hidden_layers: list[int]
+        self,
+        teacher: BiEncoder,
+        texts: list[str],
+        batch_size: int,
+        hidden_layers: list[int],
+        relation_layer: int | None = None,
+        relation_heads: int = 1,
     ) -> None:
         blocks = teacher.encoder.config.num_hidden_layers
         if any(not 0 <= block < blocks for block in hidden_layers):
             raise ConfigError(
                 f"distill.hidden_layers {hidden_layers}: the teacher's blocks are 0..{blocks - 1}"
             )
+        if relation_layer is not None and not -blocks <= relation_layer < blocks:
+            raise ConfigError(
+                f"distill.relation_layer {relation_layer}: the teacher's blocks are "
+                f"0..{blocks - 1} (or -1 for the last)"
+            )
+        if relation_layer is not None:
+            check_relation_heads(
+                encoder_layers(teacher.encoder)[relation_layer], relation_heads, "teacher"
+            )
         unique = list(dict.fromkeys(texts))
         self.row = {text: i for i, text in enumerate(unique)}
         self.states: list[torch.Tensor] | None = None
-        if hidden_layers:
-            vectors, self.states = vectors_and_token_states(
-                teacher, unique, batch_size, hidden_layers
+        self.projections: list[torch.Tensor] | None = None
+        if hidden_layers or relation_layer is not None:
+            vectors, states, projections = vectors_and_token_states(
+                teacher, unique, batch_size, hidden_layers, relation_layer
             )
+            self.states = states if hidden_layers else None
+            self.projections = projections if relation_layer is not None else None
         else:
             vectors = teacher.encode(unique, batch_size)
         self.vectors = torch.from_numpy(vectors)
@@ -90,12 +148,12 @@ class TeacherTargets:
     def states_of(self, texts: list[str], length: int) -> torch.Tensor:
         """(blocks, batch, length, hidden), zero-padded like the batch's tokens."""
         assert self.states is not None
-        first = self.states[self.row[texts[0]]]
-        padded = torch.zeros(first.shape[0], len(texts), length, first.shape[-1])
-        for column, text in enumerate(texts):
-            state = self.states[self.row[text]]
-            padded[:, column, : state.shape[1]] = state.float()
-        return padded
+        return padded_targets([self.states[self.row[text]] for text in texts], length)
+
+    def projections_of(self, texts: list[str], length: int) -> torch.Tensor:
+        """(3, batch, length, width): query, key and value, zero-padded like the batch."""
+        assert self.projections is not None
+        return padded_targets([self.projections[self.row[text]] for text in texts], length)
 
 
 def masked_state_mse(
@@ -136,6 +194,12 @@ class DistillCollator(PairCollator):
             for side, texts in (("a", texts_a), ("b", texts_b)):
                 length = batch[f"input_ids_{side}"].shape[1]
                 batch[f"teacher_states_{side}"] = self.teacher_targets.states_of(texts, length)
+        if self.teacher_targets.projections is not None:
+            for side, texts in (("a", texts_a), ("b", texts_b)):
+                length = batch[f"input_ids_{side}"].shape[1]
+                batch[f"teacher_projections_{side}"] = self.teacher_targets.projections_of(
+                    texts, length
+                )
         if self.pair_logits is not None:
             batch["teacher_logits"] = self.pair_logits(texts_a, texts_b)
         return batch
@@ -189,6 +253,10 @@ class DistillationModule(L.LightningModule):
         self, student: BiEncoder, teacher_head: torch.nn.Module, config: DistillConfig
     ) -> None:
         super().__init__()
+        if config.relation_weight > 0:
+            check_relation_heads(
+                encoder_layers(student.encoder)[-1], config.relation_heads, "student"
+            )
         self.student = student
         self.teacher_head = teacher_head.eval().requires_grad_(False)
         self.config = config
@@ -205,12 +273,16 @@ class DistillationModule(L.LightningModule):
     def _losses(
         self, batch: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        u, states_a = self.student.embed_with_states(
-            batch["input_ids_a"], batch["attention_mask_a"]
-        )
-        v, states_b = self.student.embed_with_states(
-            batch["input_ids_b"], batch["attention_mask_b"]
-        )
+        last_block = encoder_layers(self.student.encoder)[-1]
+        with captured_projections(last_block) as captured:
+            u, states_a = self.student.embed_with_states(
+                batch["input_ids_a"], batch["attention_mask_a"]
+            )
+            projections_a = stacked_projections(captured)
+            v, states_b = self.student.embed_with_states(
+                batch["input_ids_b"], batch["attention_mask_b"]
+            )
+            projections_b = stacked_projections(captured)
         logits = self.student.head(pair_features(u, v))
         teacher_u, teacher_v = batch["teacher_u"], batch["teacher_v"]
         if "teacher_logits" in batch:  # the cross-encoder's
@@ -240,6 +312,14 @@ class DistillationModule(L.LightningModule):
                 states_a, batch["teacher_states_a"], batch["attention_mask_a"]
             ) + masked_state_mse(states_b, batch["teacher_states_b"], batch["attention_mask_b"])
             total = total + self.config.hidden_weight * losses["hidden"]
+        if "teacher_projections_a" in batch:
+            heads = self.config.relation_heads
+            losses["relation"] = relation_kl(
+                projections_a, batch["teacher_projections_a"], batch["attention_mask_a"], heads
+            ) + relation_kl(
+                projections_b, batch["teacher_projections_b"], batch["attention_mask_b"], heads
+            )
+            total = total + self.config.relation_weight * losses["relation"]
         return losses | {"loss": total}, logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -315,7 +395,14 @@ def distill_loaders(
     collate = DistillCollator(
         teacher.tokenizer,
         teacher.spec.max_length,
-        TeacherTargets(teacher, texts, config.batch_size, list(config.hidden_layers)),
+        TeacherTargets(
+            teacher,
+            texts,
+            config.batch_size,
+            list(config.hidden_layers),
+            config.relation_layer if config.relation_weight > 0 else None,
+            config.relation_heads,
+        ),
         (
             None
             if cross_encoder is None
