@@ -273,16 +273,21 @@ class DistillationModule(L.LightningModule):
     def _losses(
         self, batch: dict[str, torch.Tensor]
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        last_block = encoder_layers(self.student.encoder)[-1]
-        with captured_projections(last_block) as captured:
+        relations = "teacher_projections_a" in batch
+        watching = (
+            captured_projections(encoder_layers(self.student.encoder)[-1])
+            if relations
+            else nullcontext({})
+        )
+        with watching as captured:
             u, states_a = self.student.embed_with_states(
                 batch["input_ids_a"], batch["attention_mask_a"]
             )
-            projections_a = stacked_projections(captured)
+            projections_a = stacked_projections(captured) if relations else None
             v, states_b = self.student.embed_with_states(
                 batch["input_ids_b"], batch["attention_mask_b"]
             )
-            projections_b = stacked_projections(captured)
+            projections_b = stacked_projections(captured) if relations else None
         logits = self.student.head(pair_features(u, v))
         teacher_u, teacher_v = batch["teacher_u"], batch["teacher_v"]
         if "teacher_logits" in batch:  # the cross-encoder's
@@ -312,7 +317,7 @@ class DistillationModule(L.LightningModule):
                 states_a, batch["teacher_states_a"], batch["attention_mask_a"]
             ) + masked_state_mse(states_b, batch["teacher_states_b"], batch["attention_mask_b"])
             total = total + self.config.hidden_weight * losses["hidden"]
-        if "teacher_projections_a" in batch:
+        if relations:
             heads = self.config.relation_heads
             losses["relation"] = relation_kl(
                 projections_a, batch["teacher_projections_a"], batch["attention_mask_a"], heads
