@@ -191,8 +191,8 @@ class DistillConfig:
     hidden_layers: list[int] = field(default_factory=list)
     hidden_weight: float = 1.0
     # Relation distillation (MiniLMv2): the student's last block learns the query-query,
-    # key-key and value-value self-relations of teacher block relation_layer (-1: the last),
-    # split into relation_heads heads; KL weighted by relation_weight (0: off).
+    # key-key and value-value self-relations of teacher block relation_layer (negative: counted
+    # from the last), split into relation_heads heads; KL weighted by relation_weight (0: off).
     relation_weight: float = 0.0
     relation_layer: int = -1
     relation_heads: int = 4
@@ -214,10 +214,13 @@ class DistillConfig:
             raise ConfigError(
                 f"distill.augment_neighbours: expected 1 or more, got {self.augment_neighbours}"
             )
-        if self.relation_weight < 0 or self.relation_heads < 1:
+        if self.relation_weight < 0:
             raise ConfigError(
-                f"distill.relation_weight / relation_heads: expected a weight of 0 or more and "
-                f"1 or more heads, got {self.relation_weight} / {self.relation_heads}"
+                f"distill.relation_weight: expected 0 (off) or more, got {self.relation_weight}"
+            )
+        if self.relation_heads < 1:
+            raise ConfigError(
+                f"distill.relation_heads: expected 1 or more, got {self.relation_heads}"
             )
         if self.hidden_layers and len(self.hidden_layers) != len(self.keep_layers):
             raise ConfigError(

@@ -27,6 +27,7 @@ from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
 from pair_classifier.compress.distillation import (
     DistillationModule,
     TeacherTargets,
+    check_relation_config,
     distill_loaders,
     labelled_cross_entropy,
     make_student,
@@ -343,6 +344,8 @@ def test_relations_ignore_padding_and_the_projection_width() -> None:
     wider = torch.cat([projections, -projections], dim=-1)  # widths may differ: tokens x tokens
     assert relation_kl(projections, projections, mask, heads=2).item() == 0.0
     assert relation_kl(projections, wider, mask, heads=2).item() > 0.0
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision leaves them in fp32
+        assert log_relations(projections.bfloat16(), mask, heads=2).dtype == torch.float32
     with pytest.raises(ValueError, match="relation heads 3 do not divide the projection width 8"):
         log_relations(projections, mask, heads=3)
 
@@ -366,29 +369,49 @@ def test_relation_loss_is_zero_for_the_teacher_itself_and_trains_the_last_block(
     earlier = dataclasses.replace(same, relation_layer=0)  # the student's last is block 1
     losses = losses_of(earlier, student)
     assert own < 1e-5 and losses["relation"].item() > 100 * own
-    losses["loss"].backward()
+    losses["relation"].backward()  # this term alone reaches the projections
     last = encoder_layers(student.encoder)[-1].attention.self
     assert all(getattr(last, name).weight.grad.abs().sum() > 0 for name in PROJECTIONS)
     assert "relation" not in losses_of(dataclasses.replace(same, relation_weight=0.0), student)
 
 
-def test_relation_heads_must_split_both_widths(tiny_model_dir: Path) -> None:
+def test_relation_settings_are_checked_before_anything_runs(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
-    width = encoder_layers(teacher.encoder)[-1].attention.self.query.out_features
+    width = encoder_layers(teacher.encoder)[-1].attention.self.query.out_features  # 2 heads
+    on = DistillConfig(keep_layers=[0, 1], relation_weight=1.0, relation_heads=2)
+    check_relation_config(teacher, dataclasses.replace(on, relation_layer=-2))  # block 0
     with pytest.raises(
         ConfigError, match=rf"relation_heads 5 must divide .* teacher's .*\({width}\)"
     ):
-        TeacherTargets(teacher, ["a text"], 2, [], relation_layer=-1, relation_heads=5)
-    with pytest.raises(ConfigError, match=r"distill.relation_layer 7: the teacher's blocks are"):
-        TeacherTargets(teacher, ["a text"], 2, [], relation_layer=7)
-    config = DistillConfig(
-        keep_layers=[0], heads_per_layer=1, relation_weight=1.0, relation_heads=3
-    )
-    student = make_student(teacher, config, [])  # no batches: importance is all zero
-    one_head = encoder_layers(student.encoder)[-1].attention.self.query.out_features
+        check_relation_config(teacher, dataclasses.replace(on, relation_heads=5))
+    one_head = dataclasses.replace(on, heads_per_layer=1, relation_heads=width)
     with pytest.raises(
-        ConfigError, match=rf"relation_heads 3 must divide .* student's .*\({one_head}\)"
+        ConfigError, match=rf"relation_heads {width} must divide .* student's .*\({width // 2}\)"
     ):
-        DistillationModule(student, teacher.head, config)
-    with pytest.raises(ConfigError, match=r"distill.relation_weight / relation_heads"):
+        check_relation_config(teacher, one_head)
+    for layer in (2, -3):
+        with pytest.raises(
+            ConfigError, match=rf"relation_layer {layer}: the teacher's blocks are 0..1 \(or -2..-1"
+        ):
+            check_relation_config(teacher, dataclasses.replace(on, relation_layer=layer))
+    check_relation_config(teacher, dataclasses.replace(one_head, relation_weight=0.0))  # off
+    with pytest.raises(ConfigError, match="student's"):  # before it reads any data
+        distill_student(
+            teacher,
+            tmp_path / "missing",
+            tmp_path,
+            one_head,
+            TrainConfig(epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3),
+            ClassifierConfig(),
+            different_or_same(),
+            ModelConfig(name="tiny", pretrained="x"),
+            0,
+            [],
+            [],
+        )
+    with pytest.raises(ConfigError, match=r"distill.relation_heads: expected 1 or more, got 0"):
         DistillConfig(keep_layers=[0], relation_heads=0)
+    with pytest.raises(ConfigError, match=r"distill.relation_weight: expected 0 \(off\) or more"):
+        DistillConfig(keep_layers=[0], relation_weight=-1.0)

@@ -32,10 +32,16 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from pair_classifier.compress.augmentation import UNLABELLED, augmented_pairs, word_neighbours
 from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
 from pair_classifier.compress.optim import adamw_with_linear_warmup
-from pair_classifier.compress.pruning import gate_importance, keep_layers, prune_by_importance
+from pair_classifier.compress.pruning import (
+    gate_importance,
+    head_size,
+    keep_layers,
+    prune_by_importance,
+)
 from pair_classifier.compress.relations import (
     captured_projections,
     check_relation_heads,
+    check_relation_width,
     relation_kl,
     stacked_projections,
 )
@@ -89,6 +95,30 @@ def vectors_and_token_states(
     return vectors, states, projections
 
 
+def check_relation_layer(layer: int, blocks: int) -> None:
+    """``distill.relation_layer`` must name one of the teacher's ``blocks`` blocks."""
+    if not -blocks <= layer < blocks:
+        raise ConfigError(
+            f"distill.relation_layer {layer}: the teacher's blocks are 0..{blocks - 1} "
+            f"(or -{blocks}..-1, counting from the last)"
+        )
+
+
+def check_relation_config(teacher: BiEncoder, config: DistillConfig) -> None:
+    """With relation distillation on, fail at once (not after a teacher pass or a cross-encoder's
+    training) when its teacher block does not exist or its heads cannot split the teacher's or
+    the student's projections."""
+    if config.relation_weight <= 0:
+        return
+    layers = encoder_layers(teacher.encoder)
+    check_relation_layer(config.relation_layer, len(layers))
+    check_relation_heads(layers[config.relation_layer], config.relation_heads, "teacher")
+    student_heads = config.heads_per_layer or teacher.encoder.config.num_attention_heads
+    check_relation_width(
+        student_heads * head_size(teacher.encoder), config.relation_heads, "student"
+    )
+
+
 def padded_targets(per_text: list[torch.Tensor], length: int) -> torch.Tensor:
     """Per-text targets (kinds, tokens, width) stacked to (kinds, batch, length, width),
     zero-padded like the batch's tokens."""
@@ -111,22 +141,14 @@ class TeacherTargets:
         batch_size: int,
         hidden_layers: list[int],
         relation_layer: int | None = None,
-        relation_heads: int = 1,
     ) -> None:
         blocks = teacher.encoder.config.num_hidden_layers
         if any(not 0 <= block < blocks for block in hidden_layers):
             raise ConfigError(
                 f"distill.hidden_layers {hidden_layers}: the teacher's blocks are 0..{blocks - 1}"
             )
-        if relation_layer is not None and not -blocks <= relation_layer < blocks:
-            raise ConfigError(
-                f"distill.relation_layer {relation_layer}: the teacher's blocks are "
-                f"0..{blocks - 1} (or -1 for the last)"
-            )
         if relation_layer is not None:
-            check_relation_heads(
-                encoder_layers(teacher.encoder)[relation_layer], relation_heads, "teacher"
-            )
+            check_relation_layer(relation_layer, blocks)
         unique = list(dict.fromkeys(texts))
         self.row = {text: i for i, text in enumerate(unique)}
         self.states: list[torch.Tensor] | None = None
@@ -253,10 +275,6 @@ class DistillationModule(L.LightningModule):
         self, student: BiEncoder, teacher_head: torch.nn.Module, config: DistillConfig
     ) -> None:
         super().__init__()
-        if config.relation_weight > 0:
-            check_relation_heads(
-                encoder_layers(student.encoder)[-1], config.relation_heads, "student"
-            )
         self.student = student
         self.teacher_head = teacher_head.eval().requires_grad_(False)
         self.config = config
@@ -406,7 +424,6 @@ def distill_loaders(
             config.batch_size,
             list(config.hidden_layers),
             config.relation_layer if config.relation_weight > 0 else None,
-            config.relation_heads,
         ),
         (
             None

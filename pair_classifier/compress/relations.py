@@ -44,14 +44,18 @@ def captured_projections(block: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
             handle.remove()
 
 
-def check_relation_heads(block: nn.Module, heads: int, whose: str) -> None:
-    """Fail before any training when ``heads`` cannot split ``block``'s projections evenly."""
-    width = block.attention.self.query.out_features
+def check_relation_width(width: int, heads: int, whose: str) -> None:
+    """Fail before any training when ``heads`` cannot split a ``width`` evenly."""
     if width % heads:
         raise ConfigError(
             f"distill.relation_heads {heads} must divide the width of the {whose}'s query/key/"
             f"value projections ({width})"
         )
+
+
+def check_relation_heads(block: nn.Module, heads: int, whose: str) -> None:
+    """``check_relation_width`` for ``block``'s self-attention."""
+    check_relation_width(block.attention.self.query.out_features, heads, whose)
 
 
 def stacked_projections(captured: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -68,11 +72,13 @@ def log_relations(
     if width % heads:
         raise ValueError(f"relation heads {heads} do not divide the projection width {width}")
     size = width // heads
-    split = projections.float().view(kinds, batch, tokens, heads, size).transpose(2, 3)
-    scores = split @ split.transpose(-1, -2) / math.sqrt(size)
-    padded_keys = attention_mask[None, :, None, None, :] == 0
-    scores = scores.masked_fill(padded_keys, torch.finfo(scores.dtype).min)
-    return F.log_softmax(scores, dim=-1)
+    # In fp32 even under mixed precision: unscaled value-value products overflow half precision.
+    with torch.autocast(projections.device.type, enabled=False):
+        split = projections.float().view(kinds, batch, tokens, heads, size).transpose(2, 3)
+        scores = split @ split.transpose(-1, -2) / math.sqrt(size)
+        padded_keys = attention_mask[None, :, None, None, :] == 0
+        scores = scores.masked_fill(padded_keys, torch.finfo(scores.dtype).min)
+        return F.log_softmax(scores, dim=-1)
 
 
 def relation_kl(
