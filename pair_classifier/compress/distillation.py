@@ -60,10 +60,11 @@ def vectors_and_token_states(
     batch_size: int,
     blocks: list[int],
     relation_block: int | None = None,
-) -> tuple[np.ndarray, list[torch.Tensor], list[torch.Tensor]]:
+) -> tuple[np.ndarray, list[torch.Tensor] | None, list[torch.Tensor] | None]:
     """In one pass of the teacher: each text's sentence vector, the output token states of the
-    listed blocks, (blocks, tokens, hidden), and, given a ``relation_block``, that block's query,
-    key and value projections, (3, tokens, width); targets only, so in half precision."""
+    listed blocks, (blocks, tokens, hidden), and the query, key and value projections of
+    ``relation_block``, (3, tokens, width); None for what is not asked for. Targets only, so in
+    half precision."""
     teacher.eval()
     device = next(teacher.parameters()).device
     vectors = np.zeros((len(texts), teacher.embedding_dim), dtype=np.float32)
@@ -92,7 +93,7 @@ def vectors_and_token_states(
                     states[i] = chosen[row, :, :tokens].clone()
                 if stacked is not None:
                     projections[i] = stacked[:, row, :tokens].clone()
-    return vectors, states, projections
+    return vectors, states if blocks else None, projections if relation_block is not None else None
 
 
 def check_relation_layer(layer: int, blocks: int) -> None:
@@ -154,11 +155,9 @@ class TeacherTargets:
         self.states: list[torch.Tensor] | None = None
         self.projections: list[torch.Tensor] | None = None
         if hidden_layers or relation_layer is not None:
-            vectors, states, projections = vectors_and_token_states(
+            vectors, self.states, self.projections = vectors_and_token_states(
                 teacher, unique, batch_size, hidden_layers, relation_layer
             )
-            self.states = states if hidden_layers else None
-            self.projections = projections if relation_layer is not None else None
         else:
             vectors = teacher.encode(unique, batch_size)
         self.vectors = torch.from_numpy(vectors)
@@ -212,16 +211,13 @@ class DistillCollator(PairCollator):
         texts_a, texts_b = [a for a, _, _ in examples], [b for _, b, _ in examples]
         batch["teacher_u"] = self.teacher_targets.vectors_of(texts_a)
         batch["teacher_v"] = self.teacher_targets.vectors_of(texts_b)
-        if self.teacher_targets.states is not None:
-            for side, texts in (("a", texts_a), ("b", texts_b)):
-                length = batch[f"input_ids_{side}"].shape[1]
-                batch[f"teacher_states_{side}"] = self.teacher_targets.states_of(texts, length)
-        if self.teacher_targets.projections is not None:
-            for side, texts in (("a", texts_a), ("b", texts_b)):
-                length = batch[f"input_ids_{side}"].shape[1]
-                batch[f"teacher_projections_{side}"] = self.teacher_targets.projections_of(
-                    texts, length
-                )
+        targets = self.teacher_targets
+        for side, texts in (("a", texts_a), ("b", texts_b)):
+            length = batch[f"input_ids_{side}"].shape[1]
+            if targets.states is not None:
+                batch[f"teacher_states_{side}"] = targets.states_of(texts, length)
+            if targets.projections is not None:
+                batch[f"teacher_projections_{side}"] = targets.projections_of(texts, length)
         if self.pair_logits is not None:
             batch["teacher_logits"] = self.pair_logits(texts_a, texts_b)
         return batch
