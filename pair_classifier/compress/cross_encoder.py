@@ -111,13 +111,24 @@ class CrossEncoderModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = F.cross_entropy(self.model(batch["inputs"]).float(), batch["labels"])
-        self.log("cross_train_loss", loss, on_step=True, on_epoch=True)
+        self.log(
+            "cross_train_loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            batch_size=len(batch["labels"]),
+        )
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self.model(batch["inputs"]).float()
         self.val_accuracy.update(logits.argmax(dim=-1), batch["labels"])
-        self.log("cross_val_loss", F.cross_entropy(logits, batch["labels"]), on_epoch=True)
+        self.log(
+            "cross_val_loss",
+            F.cross_entropy(logits, batch["labels"]),
+            on_epoch=True,
+            batch_size=len(batch["labels"]),
+        )
 
     def on_validation_epoch_end(self) -> None:
         self.log(CROSS_MONITOR, self.val_accuracy.compute(), prog_bar=True)

@@ -343,7 +343,12 @@ class DistillationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses, _ = self._losses(batch)
-        self.log_dict({f"train_{k}": v for k, v in losses.items()}, on_step=True, on_epoch=True)
+        self.log_dict(
+            {f"train_{k}": v for k, v in losses.items()},
+            on_step=True,
+            on_epoch=True,
+            batch_size=len(batch["labels"]),
+        )
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -351,7 +356,12 @@ class DistillationModule(L.LightningModule):
         predictions = logits.argmax(dim=-1)
         self.val_accuracy.update(predictions, batch["labels"])
         self.val_f1.update(predictions, batch["labels"])
-        self.log_dict({f"val_{k}": v for k, v in losses.items()}, on_epoch=True, prog_bar=True)
+        self.log_dict(
+            {f"val_{k}": v for k, v in losses.items()},
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch["labels"]),
+        )
 
     def on_validation_epoch_end(self) -> None:
         f1 = self.val_f1.compute()
