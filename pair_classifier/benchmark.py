@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pair_classifier.config import BenchmarkConfig
+from pair_classifier.config import BenchmarkConfig, QuantizeConfig
 from pair_classifier.constants import DEPLOYED_MODEL, LABEL, MEBIBYTE, TEACHER_MODEL, TEXT_A, TEXT_B
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.export.interface import OPTIMIZED, TOKENIZER_SUBDIR, variant_file
@@ -29,6 +29,7 @@ from pair_classifier.export.quantization import DYNAMIC, DYNAMIC_OPTIMIZED, STAT
 from pair_classifier.export.runtime import onnx_runner, run_batches, torch_runner
 from pair_classifier.export.tensorrt_engine import ENGINE_SUFFIX, engine_precision
 from pair_classifier.export.tokenization import PairTokenizer
+from pair_classifier.matmul_peak import matmul_peaks
 
 KIBIBYTE = 1024
 MILLISECONDS = 1000.0
@@ -150,11 +151,11 @@ def measure(
     }
 
 
-def measure_in_child(variant: Variant, *args: Any) -> dict[str, Any]:
-    """``measure`` in a fresh spawned process, so peak memory and threads are its own."""
+def in_fresh_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``function(*args)`` in a fresh spawned process, so peak memory and threads are its own."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
-        return pool.apply(measure, (variant, *args))
+        return pool.apply(function, args)
 
 
 def relative_to(
@@ -210,14 +211,19 @@ def run_benchmark(
     card: dict[str, Any],
     config: BenchmarkConfig,
     seed: int,
+    quantize: QuantizeConfig,
+    opset: int,
 ) -> dict[str, Any]:
-    """Measure every variant; add speed-ups against both teachers and F1 relative to the teacher.
+    """Measure every variant; add speed-ups against both teachers, F1 relative to the teacher,
+    and the rates this CPU's matrix products reach (int8 quantised as ``quantize`` does it).
 
     ``seed`` draws the pairs whose batch-1 latency is measured."""
     class_names = card["class_names"]
     positive = class_names.index(card["positive_label"])
     results = {
-        v.name: measure_in_child(v, pairs, class_names, positive, card["max_length"], config, seed)
+        v.name: in_fresh_process(
+            measure, v, pairs, class_names, positive, card["max_length"], config, seed
+        )
         for v in variants
     }
     return {
@@ -233,4 +239,5 @@ def run_benchmark(
         "fastest_keeping_f1": fastest_keeping_f1(results, PYTORCH_TEACHER, config.min_f1_kept),
         "pairs": len(pairs),
         "threads": config.threads or os.cpu_count(),
+        "matmul_gmac_per_s": in_fresh_process(matmul_peaks, quantize, opset, config.threads, seed),
     }

@@ -8,6 +8,8 @@ from pair_classifier.benchmark import (
 )
 from pair_classifier.config import (
     BenchmarkConfig,
+    ExportConfig,
+    QuantizeConfig,
     TrackingConfig,
     read_params,
     read_seed,
@@ -40,12 +42,21 @@ def main() -> None:
         card = read_model_card(ONNX_DIR / variant_file(DEPLOYED_MODEL))
         pairs = load_split(PREPARED_DIR, config.split)
         variants = pipeline_variants(TEACHER_DIR, STUDENT_DIR, ONNX_DIR, QUANTIZED_DIR, TRT_DIR)
-        report = run_benchmark(variants, pairs, card, config, read_seed(params))
+        report = run_benchmark(
+            variants,
+            pairs,
+            card,
+            config,
+            read_seed(params),
+            section(params, "quantize", QuantizeConfig),
+            section(params, "export", ExportConfig).opset,
+        )
         write_json(BENCHMARK_METRICS, report)
         write_json(BENCHMARK_PARETO_DATA, pareto_points(report["variants"]))
         save_pareto_png(report["variants"], BENCHMARK_PARETO_PNG, config.batch_size)
         for name, result in report["variants"].items():
             log_metrics(result, f"{name}.")
+        log_metrics(report["matmul_gmac_per_s"], "matmul_gmac_per_s.")
         log_artifacts(BENCHMARK_PLOTS_DIR, "plots/benchmark")
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import onnx
+
 from pair_classifier.benchmark import (
     ONNX_TEACHER,
     PYTORCH_TEACHER,
@@ -11,7 +14,11 @@ from pair_classifier.benchmark import (
     pipeline_variants,
     relative_to,
 )
+from pair_classifier.config import QuantizeConfig
+from pair_classifier.export.quantization import quantize_dynamic_int8
+from pair_classifier.export.runtime import session
 from pair_classifier.export.tensorrt_engine import engine_name
+from pair_classifier.matmul_peak import MATMUL_NODE, matmul_peaks, save_matmul_graph
 
 
 def _results(**variants: tuple[float, float]) -> dict[str, dict[str, float]]:
@@ -47,3 +54,21 @@ def test_pipeline_variants_include_the_engines_the_trt_stage_built(tmp_path: Pat
     assert names[:2] == [PYTORCH_TEACHER, "pytorch_fp32_student"] and ONNX_TEACHER in names
     assert names[-1] == "tensorrt_fp16_student"
     assert {variant.kind for variant in variants} == {"pytorch", "onnx", "tensorrt"}
+
+
+def test_the_int8_product_is_quantised_as_the_quantize_stage_does_it(tmp_path: Path) -> None:
+    weights = np.random.default_rng(0).standard_normal((32, 48), dtype=np.float32) * 0.05
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    save_matmul_graph(weights, fp32, opset=17)
+    quantize_dynamic_int8(fp32, int8, QuantizeConfig(), nodes=[MATMUL_NODE])
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert "MatMulInteger" in ops and "MatMul" not in ops
+    x = np.random.default_rng(1).standard_normal((8, 32), dtype=np.float32)
+    (product,) = session(int8, threads=1).run(None, {"x": x})
+    assert np.abs(product - x @ weights).max() < 0.05  # int8-close to the float product
+
+
+def test_matmul_rates_are_measured_for_each_runtime() -> None:
+    rates = matmul_peaks(QuantizeConfig(), opset=17, threads=1, seed=0, shape=(64, 32, 48))
+    assert set(rates) == {"pytorch_fp32", "onnx_fp32", "onnx_int8_dynamic"}
+    assert all(rate > 0 for rate in rates.values())

@@ -92,8 +92,12 @@ def _quant_type(name: str) -> Any:
     return {"quint8": QuantType.QUInt8, "qint8": QuantType.QInt8}[name]
 
 
-def quantize_dynamic_int8(source: Path, target: Path, config: QuantizeConfig) -> None:
-    """int8 weights, activations scaled per batch: the CPU fast path, not batch-invariant."""
+def quantize_dynamic_int8(
+    source: Path, target: Path, config: QuantizeConfig, nodes: list[str] | None = None
+) -> None:
+    """int8 weights, activations scaled per batch: the CPU fast path, not batch-invariant.
+
+    ``nodes`` (default: those ``config.include_nodes`` matches) are the products quantised."""
     import onnx
     from onnxruntime.quantization import quantize_dynamic
 
@@ -102,7 +106,9 @@ def quantize_dynamic_int8(source: Path, target: Path, config: QuantizeConfig) ->
         str(target),
         per_channel=config.per_channel,
         weight_type=_quant_type(config.weight_type),
-        nodes_to_quantize=quantizable_nodes(source, config.include_nodes),
+        nodes_to_quantize=(
+            quantizable_nodes(source, config.include_nodes) if nodes is None else nodes
+        ),
         reduce_range=config.reduce_range,
         # The fused contrib ops of an optimised graph have no inferred output types: float.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
