@@ -2,9 +2,9 @@
 
 Every variant's speed is bounded by its matrix products (about two thirds of the int8 student
 graph's time here), so the benchmark records these rates beside its ratios: without int8
-dot-product instructions (VNNI) ONNX Runtime's int8 products run only about 1.5x its fp32 ones,
-and a speed-up target set on a VNNI machine needs a smaller model on this one. The int8 product
-is quantised exactly as the quantize stage does it (``quantize_dynamic_int8``).
+dot-product instructions (VNNI) ONNX Runtime's int8 products run less than twice as fast as its
+fp32 ones, and a speed-up target set on a VNNI machine needs a smaller model on this one. The
+int8 product is quantised exactly as the quantize stage does it (``quantize_dynamic_int8``).
 """
 
 from __future__ import annotations
