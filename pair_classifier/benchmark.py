@@ -29,7 +29,7 @@ from pair_classifier.export.quantization import DYNAMIC, DYNAMIC_OPTIMIZED, STAT
 from pair_classifier.export.runtime import onnx_runner, run_batches, torch_runner
 from pair_classifier.export.tensorrt_engine import ENGINE_SUFFIX, engine_precision
 from pair_classifier.export.tokenization import PairTokenizer
-from pair_classifier.matmul_peak import matmul_peaks
+from pair_classifier.matmul_rates import matmul_rates
 
 KIBIBYTE = 1024
 MILLISECONDS = 1000.0
@@ -239,5 +239,7 @@ def run_benchmark(
         "fastest_keeping_f1": fastest_keeping_f1(results, PYTORCH_TEACHER, config.min_f1_kept),
         "pairs": len(pairs),
         "threads": config.threads or os.cpu_count(),
-        "matmul_gmac_per_s": in_fresh_process(matmul_peaks, quantize, opset, config.threads, seed),
+        "matmul_rates": in_fresh_process(
+            matmul_rates, quantize, opset, config.threads, seed, config.throughput_passes
+        ),
     }

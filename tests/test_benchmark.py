@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 from pair_classifier.benchmark import (
     ONNX_TEACHER,
@@ -18,7 +20,14 @@ from pair_classifier.config import QuantizeConfig
 from pair_classifier.export.quantization import quantize_dynamic_int8
 from pair_classifier.export.runtime import session
 from pair_classifier.export.tensorrt_engine import engine_name
-from pair_classifier.matmul_peak import MATMUL_NODE, matmul_peaks, save_matmul_graph
+from pair_classifier.matmul_rates import (
+    MATMUL_INPUT,
+    MATMUL_NODE,
+    matmul_rates,
+    median_rates,
+    multiply_accumulates_per_second,
+    save_matmul_graph,
+)
 
 
 def _results(**variants: tuple[float, float]) -> dict[str, dict[str, float]]:
@@ -64,11 +73,41 @@ def test_the_int8_product_is_quantised_as_the_quantize_stage_does_it(tmp_path: P
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert "MatMulInteger" in ops and "MatMul" not in ops
     x = np.random.default_rng(1).standard_normal((8, 32), dtype=np.float32)
-    (product,) = session(int8, threads=1).run(None, {"x": x})
+    (product,) = session(int8, threads=1).run(None, {MATMUL_INPUT: x})
     assert np.abs(product - x @ weights).max() < 0.05  # int8-close to the float product
 
 
+def test_an_empty_node_list_is_refused_not_read_as_every_node(tmp_path: Path) -> None:
+    save_matmul_graph(np.ones((4, 4), dtype=np.float32), tmp_path / "fp32.onnx", opset=17)
+    with pytest.raises(ValueError, match="empty list of nodes"):
+        quantize_dynamic_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", QuantizeConfig(), [])
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+def test_a_rate_is_multiply_accumulates_over_the_time_taken() -> None:
+    pause = 0.01
+    rate = multiply_accumulates_per_second(lambda: time.sleep(pause), 10**9, min_seconds=0.05)
+    assert 0.5 / pause < rate <= 1 / pause  # 1 GMAC per pause (a sleep never ends early)
+
+
+def test_every_product_takes_its_turn_in_each_pass() -> None:
+    calls: list[str] = []
+    products = {name: (lambda name=name: calls.append(name)) for name in ("slow", "fast")}
+    report = median_rates(products, macs=10, passes=3, min_seconds=0.0)
+    assert calls[-6:] == ["slow", "fast"] * 3  # after the warm-up, alternating
+    assert set(report["gmac_per_s"]) == set(report["spread"]) == {"slow", "fast"}
+    assert all(spread >= 0 for spread in report["spread"].values())
+
+
 def test_matmul_rates_are_measured_for_each_runtime() -> None:
-    rates = matmul_peaks(QuantizeConfig(), opset=17, threads=1, seed=0, shape=(64, 32, 48))
-    assert set(rates) == {"pytorch_fp32", "onnx_fp32", "onnx_int8_dynamic"}
-    assert all(rate > 0 for rate in rates.values())
+    report = matmul_rates(
+        QuantizeConfig(),
+        opset=17,
+        threads=1,
+        seed=0,
+        passes=2,
+        shape=(64, 32, 48),
+        min_seconds=0.01,
+    )
+    assert set(report["gmac_per_s"]) == {"pytorch_fp32", "onnx_fp32", "onnx_int8_dynamic"}
+    assert all(rate > 0 for rate in report["gmac_per_s"].values())

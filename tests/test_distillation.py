@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from conftest import different_or_same, pairs_frame
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import data as lightning_data
 from torch.utils.data import RandomSampler
 from transformers import BertTokenizerFast
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -226,6 +227,7 @@ def test_student_distilled_from_a_cross_encoder(
         importance_batches=2,
     )
     train = TrainConfig(epochs=1, batch_size=8, lr=1e-4, head_lr=1e-3, log_every_n_steps=1)
+    lightning_data.warning_cache.clear()  # it drops a message it has given once in this process
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         student, classifier, metrics = distill_student(

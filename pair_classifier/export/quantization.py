@@ -101,6 +101,10 @@ def quantize_dynamic_int8(
     import onnx
     from onnxruntime.quantization import quantize_dynamic
 
+    if nodes is not None and not nodes:
+        # ONNX Runtime reads an empty list as every node.
+        raise ValueError(f"{source}: an empty list of nodes to quantise")
+
     quantize_dynamic(
         str(source),
         str(target),
