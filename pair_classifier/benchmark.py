@@ -22,13 +22,14 @@ import numpy as np
 import pandas as pd
 
 from pair_classifier.config import BenchmarkConfig, QuantizeConfig
-from pair_classifier.constants import DEPLOYED_MODEL, LABEL, MEBIBYTE, TEACHER_MODEL, TEXT_A, TEXT_B
+from pair_classifier.constants import DEPLOYED_MODEL, LABEL, MEBIBYTE, TEACHER_MODEL
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.export.interface import OPTIMIZED, TOKENIZER_SUBDIR, variant_file
 from pair_classifier.export.quantization import DYNAMIC, DYNAMIC_OPTIMIZED, STATIC
 from pair_classifier.export.runtime import onnx_runner, run_batches, torch_runner
 from pair_classifier.export.tensorrt_engine import ENGINE_SUFFIX, engine_precision
 from pair_classifier.export.tokenization import PairTokenizer
+from pair_classifier.inference import PairPredictor, length_order
 from pair_classifier.matmul_rates import matmul_rates
 
 KIBIBYTE = 1024
@@ -85,8 +86,7 @@ def size_on_disk(path: Path) -> int:
 
 def length_sorted(pairs: pd.DataFrame) -> pd.DataFrame:
     """Pairs ordered by total text length, so each batch pads little."""
-    lengths = pairs[TEXT_A].str.len() + pairs[TEXT_B].str.len()
-    return pairs.iloc[np.argsort(lengths.to_numpy(), kind="stable")].reset_index(drop=True)
+    return pairs.iloc[length_order(pairs)].reset_index(drop=True)
 
 
 def _runner(variant: Variant, threads: int) -> Callable:
@@ -100,7 +100,6 @@ def _runner(variant: Variant, threads: int) -> Callable:
     import torch
 
     from pair_classifier.export.scoring import ScoringModel
-    from pair_classifier.inference import PairPredictor
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
     predictor = PairPredictor.load(variant.path, batch_size=1)

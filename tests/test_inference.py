@@ -23,6 +23,7 @@ from pair_classifier.constants import (
     CLASSIFIER_SUBDIR,
     ENCODER_SUBDIR,
     HEAD_FILE,
+    TEXT_A,
 )
 from pair_classifier.inference import InputError, PairPredictor, read_input_pairs
 
@@ -248,6 +249,32 @@ def test_predict_with_an_exported_graph_matches_pytorch(
     exported = pd.read_csv(output)
     assert (exported["predicted_label"] == reference["predicted_label"]).all()
     assert abs(exported["probability_same"] - reference["probability_same"]).max() < 1e-4
+
+
+def test_a_graph_scores_length_sorted_batches_and_answers_in_input_order(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from pair_classifier.config import ExportConfig
+    from pair_classifier.export.bundle import export_bundle
+    from pair_classifier.inference import OnnxPairPredictor
+
+    export_bundle(
+        {"student": tiny_model_dir}, tmp_path / "onnx", pairs_frame(8, 1), ExportConfig(threads=1)
+    )
+    frame = pairs_frame(24, 7)
+    frame[TEXT_A] = [" ".join([text] * (1 + i % 5)) for i, text in enumerate(frame[TEXT_A])]
+    predictor = OnnxPairPredictor(tmp_path / "onnx/student.onnx", batch_size=4, threads=1)
+    run, widths = predictor.run, []
+
+    def recording(inputs: dict) -> tuple:
+        widths.append(inputs["input_ids_a"].shape[1])
+        return run(inputs)
+
+    predictor.run = recording
+    probabilities = predictor.predict_proba(frame)
+    assert widths == sorted(widths) and widths[0] < widths[-1]  # lengths mixed, batches sorted
+    reference = PairPredictor.load(tiny_model_dir, 4).predict_proba(frame)
+    assert abs(probabilities - reference).max() < 1e-4
 
 
 def test_onnx_inference_needs_no_torch() -> None:
