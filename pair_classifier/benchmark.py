@@ -14,6 +14,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,10 +152,15 @@ def measure(
 
 
 def in_fresh_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """``function(*args)`` in a fresh spawned process, so peak memory and threads are its own."""
+    """``function(*args)`` in a fresh spawned process, so peak memory and threads are its own.
+
+    The executor lets the process exit on its own (a ``Pool`` used as a context manager kills
+    it), so locks it made, such as tqdm's progress-bar lock, are released rather than reported
+    as leaked semaphores at shutdown.
+    """
     context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(function, args)
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+        return executor.submit(function, *args).result()
 
 
 def relative_to(

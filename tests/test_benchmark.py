@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from pair_classifier.benchmark import (
     ONNX_TEACHER,
     PYTORCH_TEACHER,
     fastest_keeping_f1,
+    in_fresh_process,
     pipeline_variants,
     relative_to,
 )
@@ -111,3 +114,24 @@ def test_matmul_rates_are_measured_for_each_runtime() -> None:
     )
     assert set(report["gmac_per_s"]) == {"pytorch_fp32", "onnx_fp32", "onnx_int8_dynamic"}
     assert all(rate > 0 for rate in report["gmac_per_s"].values())
+
+
+def test_a_fresh_process_is_let_finish_its_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variant's process that takes time to shut down (joining its thread pools, say) must not
+    be killed before its exit handlers ran: they release its locks, which are otherwise reported
+    as leaked semaphores, as tqdm's was after loading weights."""
+    (tmp_path / "slow_exit.py").write_text(
+        "import os, time\n"
+        "from multiprocessing import util\n"
+        "def work(marker):\n"
+        "    util.Finalize(None, open, (marker, 'w'), exitpriority=0)\n"
+        "    util.Finalize(None, time.sleep, (0.5,), exitpriority=10)  # runs first\n"
+        "    return {'pid': os.getpid()}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    slow_exit = importlib.import_module("slow_exit")
+    marker = tmp_path / "exit_handlers_ran"
+    assert in_fresh_process(slow_exit.work, str(marker))["pid"] != os.getpid()
+    assert marker.exists()
