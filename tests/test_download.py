@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 from pathlib import Path
 
 import pytest
@@ -82,4 +83,43 @@ def test_source_too_short_to_split_names_its_url(
 def test_no_source_is_a_clear_error(in_tmp_dir: Path, mrpc_config: DataConfig) -> None:
     config = dataclasses.replace(mrpc_config, shared_dir="nowhere", public_source=None)
     with pytest.raises(DataError, match=r"data/mrpc: no data\. Expected files"):
+        download_data(config)
+
+
+def test_a_failed_copy_from_the_shared_drive_leaves_nothing_half_copied(
+    in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = write_mrpc_dataset(in_tmp_dir / "shared", {"train": 6, "val": 3, "test": 3})
+    copy = download.shutil.copy2
+
+    def disk_full_on_the_test_file(source: Path, destination: Path) -> None:
+        if source.name == "msr-para-test.tsv":  # half the file lands, then the disk is full
+            Path(destination).write_bytes(source.read_bytes()[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        copy(source, destination)
+
+    monkeypatch.setattr(download.shutil, "copy2", disk_full_on_the_test_file)
+    with pytest.raises(DataError, match=r"msr-para-test\.tsv: copy failed .* left as it was"):
+        download_data(mrpc_config, shared)
+    target = in_tmp_dir / mrpc_config.dir
+    assert not target.exists() or not any(target.iterdir())
+    assert [p.name for p in target.parent.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.undo()
+    assert download_data(mrpc_config, shared) == f"shared drive {shared}"  # not "present"
+
+
+def test_a_failed_dvc_pull_is_reported_when_no_other_source_has_the_data(
+    in_tmp_dir: Path, mrpc_config: DataConfig
+) -> None:
+    from dvc.repo import Repo
+
+    Repo.init(str(in_tmp_dir), no_scm=True)
+    with Repo(str(in_tmp_dir)) as repo, repo.config.edit() as config:
+        config["remote"]["storage"] = {"url": str(in_tmp_dir / "empty-remote")}
+        config["core"]["remote"] = "storage"
+    (in_tmp_dir / "data.dvc").write_text(
+        "outs:\n- md5: 0123456789abcdef0123456789abcdef.dir\n  path: data/mrpc\n"
+    )
+    config = dataclasses.replace(mrpc_config, shared_dir="nowhere", public_source=None)
+    with pytest.raises(DataError, match=r"no data\. .*\(DVC: dvc pull failed: "):
         download_data(config)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,27 +46,48 @@ def _complete(directory: Path, config: DataConfig) -> bool:
     return all((directory / name).is_file() for name in expected_files(config))
 
 
-def _pull_from_dvc_remote() -> bool:
-    """``dvc pull data.dvc`` when this project has a default DVC remote; False otherwise."""
+def _pull_from_dvc_remote() -> str:
+    """``dvc pull data.dvc`` when this project has a default DVC remote. Returns "" when it
+    pulled, else why not; a failed pull falls through to the other sources, and the reason is
+    reported if none of them has the data either."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     if not DATA_DVC_FILE.is_file():
-        return False
+        return f"no {DATA_DVC_FILE}"
     try:
         with Repo() as repo:
             if not repo.config["core"].get("remote"):
-                return False
+                return "no DVC remote configured"
             repo.pull(targets=[str(DATA_DVC_FILE)])
-    except DvcException:
-        return False
-    return True
+    except DvcException as error:
+        return f"dvc pull failed: {error}"
+    return ""
+
+
+@contextmanager
+def _staging_beside(target: Path) -> Iterator[Path]:
+    """A folder beside ``target`` to fill; its files move into ``target`` only when the block
+    finishes, so a failure part-way leaves ``target`` as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as staging:
+        yield Path(staging)
+        target.mkdir(parents=True, exist_ok=True)
+        for path in Path(staging).iterdir():
+            path.replace(target / path.name)
 
 
 def _copy_from(source: Path, target: Path, config: DataConfig) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in expected_files(config):
-        shutil.copy2(source / name, target / name)
+    """Copy the raw files through a staging folder: a failed copy leaves no truncated file
+    behind that a later call would take as complete."""
+    with _staging_beside(target) as staging:
+        for name in expected_files(config):
+            try:
+                shutil.copy2(source / name, staging / name)
+            except OSError as error:
+                raise DataError(
+                    f"{source / name}: copy failed ({error}); {target} left as it was"
+                ) from error
 
 
 def _split_tail(directory: Path, split: tuple[str, str, int], origin: str) -> None:
@@ -81,23 +104,19 @@ def _split_tail(directory: Path, split: tuple[str, str, int], origin: str) -> No
 def _download(source: PublicSource, target: Path) -> None:
     """Fetch and lay out every file in a staging folder beside ``target``, then move them in:
     a failed or partial download leaves ``target`` as it was."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as staging:
+    with _staging_beside(target) as staging:
         for local, remote in source.files.items():
             url = source.base_url + remote
             try:
                 with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                    (Path(staging) / local).write_bytes(response.read())
+                    (staging / local).write_bytes(response.read())
             except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts; bad URLs
                 raise DataError(
                     f"{url}: download failed ({error}); {target} left as it was"
                 ) from error
         if source.tail_split:
             origin = source.base_url + source.files[source.tail_split[0]]
-            _split_tail(Path(staging), source.tail_split, origin)
-        target.mkdir(parents=True, exist_ok=True)
-        for path in Path(staging).iterdir():
-            path.replace(target / path.name)
+            _split_tail(staging, source.tail_split, origin)
 
 
 def download_data(config: DataConfig, shared_dir: Path | None = None) -> str:
@@ -109,7 +128,8 @@ def download_data(config: DataConfig, shared_dir: Path | None = None) -> str:
     target = Path(config.dir)
     if _complete(target, config):
         return "present"
-    if _pull_from_dvc_remote() and _complete(target, config):
+    pull_problem = _pull_from_dvc_remote()
+    if not pull_problem and _complete(target, config):
         return "dvc remote"
     shared = shared_dir or (Path(config.shared_dir) if config.shared_dir else None)
     if shared is not None and _complete(shared, config):
@@ -119,7 +139,8 @@ def download_data(config: DataConfig, shared_dir: Path | None = None) -> str:
         _download(PUBLIC_SOURCES[config.public_source], target)
         if _complete(target, config):
             return f"public source {config.public_source}"
+    dvc_outcome = pull_problem or "pulled, but not those files"
     raise DataError(
-        f"{target}: no data. Expected files {expected_files(config)}; configure a DVC remote, "
-        f"pass --source-dir with those files, or set data.public_source."
+        f"{target}: no data. Expected files {expected_files(config)} (DVC: {dvc_outcome}); "
+        "configure a DVC remote, pass --source-dir with those files, or set data.public_source."
     )
