@@ -54,7 +54,12 @@ def predict(
     ],
     text_a: Annotated[str, typer.Option(help="Column holding the first text.")] = TEXT_A,
     text_b: Annotated[str, typer.Option(help="Column holding the second text.")] = TEXT_B,
-    batch_size: Annotated[int, typer.Option(help="Texts encoded per batch.")] = DEFAULT_BATCH_SIZE,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Pairs per batch for a graph; distinct texts per batch for a model folder."
+        ),
+    ] = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Write each pair's predicted label and class probabilities."""
     from pair_classifier.inference import predict_file

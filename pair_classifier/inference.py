@@ -121,6 +121,8 @@ class OnnxPairPredictor:
         """
         from pair_classifier.export.runtime import run_batches
 
+        if pairs.empty:
+            return np.empty((0, len(self.class_names)), dtype=np.float32)
         order = length_order(pairs)
         _, probabilities = run_batches(self.run, self.tokenize, pairs.iloc[order], self.batch_size)
         in_input_order = np.empty_like(probabilities)
@@ -210,7 +212,9 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
             )
         records.append(record)
         lines.append(line)
-    return pd.DataFrame.from_records(records), lines
+    # object columns keep each value as JSON gave it: a key missing on some lines must not turn
+    # the integers of the others into floats
+    return pd.DataFrame(records, dtype=object), lines
 
 
 def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> pd.DataFrame:
@@ -238,17 +242,22 @@ def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> 
 
 
 def write_predictions(frame: pd.DataFrame, path: Path) -> None:
-    """Write predictions in the format the suffix names, through a temporary file."""
+    """Write predictions in the format the suffix names, through a temporary file. A value
+    missing from some JSON lines' input is written as ``null`` (JSON has no NaN)."""
     suffix = _suffix(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp")
-    if suffix == ".jsonl":
-        with staging.open("w", encoding="utf-8") as handle:
-            for record in frame.to_dict(orient="records"):
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        frame.to_csv(staging, sep=SEPARATORS[suffix], index=False)
-    staging.replace(path)
+    try:
+        if suffix == ".jsonl":
+            present = frame.astype(object).where(frame.notna(), None)
+            with staging.open("w", encoding="utf-8") as handle:
+                for record in present.to_dict(orient="records"):
+                    handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+        else:
+            frame.to_csv(staging, sep=SEPARATORS[suffix], index=False)
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def predict_file(

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO_ROOT, pairs_frame
@@ -25,7 +26,12 @@ from pair_classifier.constants import (
     HEAD_FILE,
     TEXT_A,
 )
-from pair_classifier.inference import InputError, PairPredictor, read_input_pairs
+from pair_classifier.inference import (
+    InputError,
+    PairPredictor,
+    read_input_pairs,
+    write_predictions,
+)
 
 EXAMPLE = REPO_ROOT / "examples" / "pairs.jsonl"
 
@@ -72,6 +78,47 @@ def test_tsv_input_with_other_column_names(tiny_model_dir: Path, tmp_path: Path)
     ]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert list(pd.read_csv(output).columns[:3]) == ["label", "q1", "q2"]
+
+
+def test_jsonl_keys_missing_on_some_lines_come_back_as_null_not_nan(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"id": 7, "text_a": "a cat sat", "text_b": "a cat sat down", "meta": {"k": [1]}}\n'
+        '{"text_a": "the sky", "text_b": "a dog ran"}\n',
+        encoding="utf-8",
+    )
+    output = tmp_path / "out.jsonl"
+    args = ["predict", str(tiny_model_dir), str(source), str(output)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    first, second = (
+        json.loads(line, parse_constant=refuse) for line in output.read_text().splitlines()
+    )
+    assert (first["id"], first["meta"]) == (7, {"k": [1]})  # an integer stays one
+    assert (second["id"], second["meta"]) == (None, None)
+
+
+def test_a_failed_write_keeps_the_old_output_and_leaves_no_staging_file(tmp_path: Path) -> None:
+    output = tmp_path / "out.jsonl"
+    output.write_text("previous\n")
+    unwritable = pd.DataFrame({"text_a": ["x"], "text_b": ["y"], "extra": [object()]})
+    with pytest.raises(TypeError):
+        write_predictions(unwritable, output)
+    assert output.read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_a_batch_size_below_one_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.csv"
+    args = ["predict", str(tiny_model_dir), str(EXAMPLE), str(output), "--batch-size", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--batch-size" in result.output
+    assert not output.exists()
 
 
 @pytest.mark.parametrize(
@@ -274,7 +321,18 @@ def test_a_graph_scores_length_sorted_batches_and_answers_in_input_order(
     probabilities = predictor.predict_proba(frame)
     assert widths == sorted(widths) and widths[0] < widths[-1]  # lengths mixed, batches sorted
     reference = PairPredictor.load(tiny_model_dir, 4).predict_proba(frame)
+    assert np.ptp(reference[:, 1]) > 1e-3  # pairs score differently, so order shows
     assert abs(probabilities - reference).max() < 1e-4
+
+    def tokens_of_text_a(inputs: dict) -> tuple:
+        """Each pair's 'probability' is its own first text's token count."""
+        tokens = inputs["attention_mask_a"].sum(axis=1, keepdims=True).astype(np.float32)
+        return tokens, np.hstack([tokens, -tokens])
+
+    predictor.run = tokens_of_text_a
+    own_counts = [predictor.tokenize(frame.iloc[[i]])["attention_mask_a"].sum() for i in range(24)]
+    assert predictor.predict_proba(frame)[:, 0].tolist() == own_counts
+    assert predictor.predict_proba(frame.iloc[:0]).shape == (0, 2)
 
 
 def test_onnx_inference_needs_no_torch() -> None:
