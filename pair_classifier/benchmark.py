@@ -27,10 +27,10 @@ from pair_classifier.constants import DEPLOYED_MODEL, LABEL, MEBIBYTE, TEACHER_M
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.export.interface import OPTIMIZED, TOKENIZER_SUBDIR, variant_file
 from pair_classifier.export.quantization import DYNAMIC, DYNAMIC_OPTIMIZED, STATIC
-from pair_classifier.export.runtime import onnx_runner, run_batches, torch_runner
+from pair_classifier.export.runtime import length_order, onnx_runner, run_batches, torch_runner
 from pair_classifier.export.tensorrt_engine import ENGINE_SUFFIX, engine_precision
 from pair_classifier.export.tokenization import PairTokenizer
-from pair_classifier.inference import PairPredictor, length_order
+from pair_classifier.inference import PairPredictor
 from pair_classifier.matmul_rates import matmul_rates
 
 KIBIBYTE = 1024

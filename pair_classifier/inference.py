@@ -47,12 +47,6 @@ class Predictor(Protocol):
     def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray: ...
 
 
-def length_order(pairs: pd.DataFrame) -> np.ndarray:
-    """Row positions by the pair's total text length: batches taken in this order pad little."""
-    lengths = pairs[TEXT_A].str.len() + pairs[TEXT_B].str.len()
-    return np.argsort(lengths.to_numpy(), kind="stable")
-
-
 def with_predictions(predictor: Predictor, pairs: pd.DataFrame) -> pd.DataFrame:
     """The input rows with the predicted label and one probability column per class."""
     probabilities = predictor.predict_proba(pairs)
@@ -119,15 +113,11 @@ class OnnxPairPredictor:
         A graph pads both texts of a batch to its longest one, so batching similar lengths
         together saves work (the PyTorch path sorts each text the same way).
         """
-        from pair_classifier.export.runtime import run_batches
+        from pair_classifier.export.runtime import run_length_sorted
 
         if pairs.empty:
             return np.empty((0, len(self.class_names)), dtype=np.float32)
-        order = length_order(pairs)
-        _, probabilities = run_batches(self.run, self.tokenize, pairs.iloc[order], self.batch_size)
-        in_input_order = np.empty_like(probabilities)
-        in_input_order[order] = probabilities
-        return in_input_order
+        return run_length_sorted(self.run, self.tokenize, pairs, self.batch_size)[1]
 
     def predict(self, pairs: pd.DataFrame) -> pd.DataFrame:
         return with_predictions(self, pairs)

@@ -31,7 +31,7 @@ from pair_classifier.constants import BI_ENCODER_SUBDIR
 from pair_classifier.export.bundle import export_bundle
 from pair_classifier.export.interface import TOKENIZER_SUBDIR, ExportError, variant_file
 from pair_classifier.export.onnx_export import optimize_onnx
-from pair_classifier.export.quantization import QuantizationError, quantize_bundle
+from pair_classifier.export.quantization import QuantizationError, graph_scores, quantize_bundle
 from pair_classifier.export.runtime import (
     ParityError,
     check_parity,
@@ -48,7 +48,7 @@ from pair_classifier.export.tensorrt_engine import (
     profile_shapes,
 )
 from pair_classifier.export.tokenization import PairTokenizer
-from pair_classifier.inference import PairPredictor
+from pair_classifier.inference import OnnxPairPredictor, PairPredictor
 from pair_classifier.model.bi_encoder import BiEncoder
 
 EXPORT = ExportConfig(threads=1, parity_batch_size=8)
@@ -232,6 +232,25 @@ def test_quantize_writes_int8_variants_and_static_is_batch_invariant(
     assert {"SkipLayerNormalization", "MatMulInteger"} <= op_types  # int8 on the fused graph
     assert metrics["int8_static"]["max_abs_probability_diff_batch1_vs_batched"] <= 1e-3
     assert (tmp_path / TOKENIZER_SUBDIR / "tokenizer.json").is_file()
+
+
+def test_quantize_scores_a_dynamic_graph_in_the_batches_predict_serves(
+    export_dir: Path, tmp_path: Path
+) -> None:
+    """Dynamic int8 scales activations per batch, so the accuracy gate must batch as serving."""
+    config = QuantizeConfig(calibration_size=16, calibration_batch_size=8, max_accuracy_drop=1.0)
+    quantize_bundle(export_dir, tmp_path, "student", _splits(), config, 8, 1, 0)
+    graph = tmp_path / variant_file("student", "int8_dynamic")
+    card = json.loads((tmp_path / "model.json").read_text())
+    tokenize = PairTokenizer.load(tmp_path / TOKENIZER_SUBDIR, card["max_length"])
+    val = _splits()["val"]
+    _, gated = graph_scores(
+        graph, tokenize, val, val["label"].to_numpy(), card["class_names"], 1, 8, 1
+    )
+    served = OnnxPairPredictor(graph, batch_size=8, threads=1).predict_proba(val)
+    in_input_order = run_batches(onnx_runner(graph, 1), tokenize, val, 8)[1]
+    assert np.array_equal(gated, served)
+    assert not np.array_equal(gated, in_input_order)  # the batching does show in the scores
 
 
 def test_quantize_fails_when_accuracy_drops_beyond_the_bound(
