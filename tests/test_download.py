@@ -114,9 +114,9 @@ def test_a_failed_dvc_pull_is_reported_when_no_other_source_has_the_data(
     from dvc.repo import Repo
 
     Repo.init(str(in_tmp_dir), no_scm=True)
-    with Repo(str(in_tmp_dir)) as repo, repo.config.edit() as config:
-        config["remote"]["storage"] = {"url": str(in_tmp_dir / "empty-remote")}
-        config["core"]["remote"] = "storage"
+    with Repo(str(in_tmp_dir)) as repo, repo.config.edit() as dvc_config:
+        dvc_config["remote"]["storage"] = {"url": str(in_tmp_dir / "empty-remote")}
+        dvc_config["core"]["remote"] = "storage"
     (in_tmp_dir / "data.dvc").write_text(
         "outs:\n- md5: 0123456789abcdef0123456789abcdef.dir\n  path: data/mrpc\n"
     )
