@@ -27,7 +27,7 @@ from pair_classifier.constants import DEPLOYED_MODEL, LABEL, MEBIBYTE, TEACHER_M
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.export.interface import OPTIMIZED, TOKENIZER_SUBDIR, variant_file
 from pair_classifier.export.quantization import DYNAMIC, DYNAMIC_OPTIMIZED, STATIC
-from pair_classifier.export.runtime import length_order, onnx_runner, run_batches, torch_runner
+from pair_classifier.export.runtime import onnx_runner, run_length_sorted, torch_runner
 from pair_classifier.export.tensorrt_engine import ENGINE_SUFFIX, engine_precision
 from pair_classifier.export.tokenization import PairTokenizer
 from pair_classifier.inference import PairPredictor
@@ -85,11 +85,6 @@ def size_on_disk(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def length_sorted(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Pairs ordered by total text length, so each batch pads little."""
-    return pairs.iloc[length_order(pairs)].reset_index(drop=True)
-
-
 def _runner(variant: Variant, threads: int) -> Callable:
     """A callable from the four input arrays to (scores, probabilities) for a variant."""
     if variant.kind == "onnx":
@@ -119,13 +114,12 @@ def measure(
     """Throughput, latency, accuracy, size and peak memory of one variant (run in a child)."""
     tokenize = PairTokenizer.load(variant.tokenizer_dir, max_length)
     run = _runner(variant, config.threads)
-    pairs = length_sorted(pairs)
     warmup = pairs.iloc[: config.batch_size * config.warmup_batches]
-    run_batches(run, tokenize, warmup, config.batch_size)
+    run_length_sorted(run, tokenize, warmup, config.batch_size)
     pass_seconds = []
     for _ in range(config.throughput_passes):
         started = time.perf_counter()
-        _, probabilities = run_batches(run, tokenize, pairs, config.batch_size)
+        _, probabilities = run_length_sorted(run, tokenize, pairs, config.batch_size)
         pass_seconds.append(time.perf_counter() - started)
     seconds = float(np.median(pass_seconds))
     sample = pairs.sample(n=min(config.latency_pairs, len(pairs)), random_state=seed)

@@ -35,6 +35,7 @@ from pair_classifier.export.quantization import QuantizationError, graph_scores,
 from pair_classifier.export.runtime import (
     ParityError,
     check_parity,
+    length_order,
     onnx_runner,
     parity,
     run_batches,
@@ -251,6 +252,24 @@ def test_quantize_scores_a_dynamic_graph_in_the_batches_predict_serves(
     in_input_order = run_batches(onnx_runner(graph, 1), tokenize, val, 8)[1]
     assert np.array_equal(gated, served)
     assert not np.array_equal(gated, in_input_order)  # the batching does show in the scores
+
+
+def test_pairs_are_ordered_by_their_longer_text_then_their_shorter() -> None:
+    """A batch pads each side to its longest text, so the longer text of a pair sets its cost."""
+    tokens_a = np.array([5, 1, 3, 4, 2])
+    tokens_b = np.array([1, 4, 3, 2, 4])
+    assert length_order(tokens_a, tokens_b).tolist() == [2, 1, 3, 4, 0]
+
+
+def test_each_side_is_padded_to_its_own_longest_text(export_dir: Path) -> None:
+    tokenize = PairTokenizer.load(export_dir / TOKENIZER_SUBDIR, 32)
+    pad = tokenize.pad_id
+    inputs = tokenize.inputs([[5, 7, 6], [5, 6]], [[5, 8, 9, 10, 6], [5, 9, 6]])
+    assert inputs["input_ids_a"].tolist() == [[5, 7, 6], [5, 6, pad]]
+    assert inputs["attention_mask_a"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert inputs["input_ids_b"].tolist() == [[5, 8, 9, 10, 6], [5, 9, 6, pad, pad]]
+    assert inputs["attention_mask_b"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+    assert all(array.dtype == np.int64 for array in inputs.values())
 
 
 def test_quantize_fails_when_accuracy_drops_beyond_the_bound(

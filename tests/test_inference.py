@@ -25,6 +25,7 @@ from pair_classifier.constants import (
     ENCODER_SUBDIR,
     HEAD_FILE,
     TEXT_A,
+    TEXT_B,
 )
 from pair_classifier.inference import (
     InputError,
@@ -310,16 +311,28 @@ def test_a_graph_scores_length_sorted_batches_and_answers_in_input_order(
     )
     frame = pairs_frame(24, 7)
     frame[TEXT_A] = [" ".join([text] * (1 + i % 5)) for i, text in enumerate(frame[TEXT_A])]
+    frame[TEXT_B] = [" ".join([text] * (1 + i * 2 % 5)) for i, text in enumerate(frame[TEXT_B])]
     predictor = OnnxPairPredictor(tmp_path / "onnx/student.onnx", batch_size=4, threads=1)
-    run, widths = predictor.run, []
+    run, token_ids, wider_sides, texts_tokenised = (
+        predictor.run,
+        predictor.tokenize.token_ids,
+        [],
+        [],
+    )
 
     def recording(inputs: dict) -> tuple:
-        widths.append(inputs["input_ids_a"].shape[1])
+        wider_sides.append(max(inputs["input_ids_a"].shape[1], inputs["input_ids_b"].shape[1]))
         return run(inputs)
 
-    predictor.run = recording
+    def counting(texts: pd.Series) -> list:
+        texts_tokenised.extend(texts)
+        return token_ids(texts)
+
+    predictor.run, predictor.tokenize.token_ids = recording, counting
     probabilities = predictor.predict_proba(frame)
-    assert widths == sorted(widths) and widths[0] < widths[-1]  # lengths mixed, batches sorted
+    # lengths mixed on both sides, batches ordered by their longer side; each text tokenised once
+    assert wider_sides == sorted(wider_sides) and wider_sides[0] < wider_sides[-1]
+    assert len(texts_tokenised) == 2 * len(frame)
     reference = PairPredictor.load(tiny_model_dir, 4).predict_proba(frame)
     assert np.ptp(reference[:, 1]) > 1e-3  # pairs score differently, so order shows
     assert abs(probabilities - reference).max() < 1e-4
@@ -329,7 +342,7 @@ def test_a_graph_scores_length_sorted_batches_and_answers_in_input_order(
         tokens = inputs["attention_mask_a"].sum(axis=1, keepdims=True).astype(np.float32)
         return tokens, np.hstack([tokens, -tokens])
 
-    predictor.run = tokens_of_text_a
+    predictor.run, predictor.tokenize.token_ids = tokens_of_text_a, token_ids
     own_counts = [predictor.tokenize(frame.iloc[[i]])["attention_mask_a"].sum() for i in range(24)]
     assert predictor.predict_proba(frame)[:, 0].tolist() == own_counts
     assert predictor.predict_proba(frame.iloc[:0]).shape == (0, 2)

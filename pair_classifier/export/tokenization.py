@@ -45,18 +45,29 @@ class PairTokenizer:
             tokenizer = Tokenizer.from_file(str(path))
         return cls(tokenizer, max_length)
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and mask, padded to the longest text of ``texts``."""
-        encodings = self.tokenizer.encode_batch(list(texts))
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            mask[row, : len(encoding.ids)] = 1
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids, truncated to ``max_length``, unpadded."""
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+
+    def pad(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and mask of token-id rows, padded to the longest row."""
+        width = max(len(row) for row in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for position, row in enumerate(rows):
+            ids[position, : len(row)] = row
+            mask[position, : len(row)] = 1
         return ids, mask
 
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and mask, padded to the longest text of ``texts``."""
+        return self.pad(self.token_ids(texts))
+
+    def inputs(
+        self, rows_a: Sequence[Sequence[int]], rows_b: Sequence[Sequence[int]]
+    ) -> dict[str, np.ndarray]:
+        """The graph's four inputs from both texts' token ids, each side padded on its own."""
+        return dict(zip(SCORING_INPUTS, (*self.pad(rows_a), *self.pad(rows_b))))
+
     def __call__(self, pairs: pd.DataFrame) -> dict[str, np.ndarray]:
-        ids_a, mask_a = self.encode(pairs[TEXT_A].tolist())
-        ids_b, mask_b = self.encode(pairs[TEXT_B].tolist())
-        return dict(zip(SCORING_INPUTS, (ids_a, mask_a, ids_b, mask_b)))
+        return self.inputs(self.token_ids(pairs[TEXT_A]), self.token_ids(pairs[TEXT_B]))
