@@ -13,9 +13,11 @@ import multiprocessing
 import os
 import resource
 import time
+import traceback
+import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pandas as pd
 
 from pair_classifier.config import BenchmarkConfig, QuantizeConfig
 from pair_classifier.constants import DEPLOYED_MODEL, LABEL, MEBIBYTE, TEACHER_MODEL
+from pair_classifier.errors import PairClassifierError
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.export.interface import OPTIMIZED, TOKENIZER_SUBDIR, variant_file
 from pair_classifier.export.quantization import DYNAMIC, DYNAMIC_OPTIMIZED, STATIC
@@ -40,6 +43,13 @@ SPEEDUP_DIGITS = 2
 PYTORCH_TEACHER = "pytorch_fp32_teacher"
 ONNX_TEACHER = "onnx_fp32_teacher"
 F1_RATIO_DIGITS = 4  # 0.9891 and 0.9902 must read differently
+# Seconds a variant's process may take to exit after answering (its exit handlers usually take
+# well under one) before it is killed.
+CHILD_EXIT_GRACE_S = 60.0
+
+
+class BenchmarkError(PairClassifierError):
+    """A variant could not be measured."""
 
 
 @dataclass(frozen=True)
@@ -145,16 +155,70 @@ def measure(
     }
 
 
-def in_fresh_process(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+def in_fresh_process(
+    function: Callable[..., dict[str, Any]],
+    *args: Any,
+    timeout_s: float,
+    name: str | None = None,
+    exit_grace_s: float = CHILD_EXIT_GRACE_S,
+) -> dict[str, Any]:
     """``function(*args)`` in a fresh spawned process, so peak memory and threads are its own.
 
-    The executor lets the process exit on its own (a ``Pool`` used as a context manager kills
-    it), so locks it made, such as tqdm's progress-bar lock, are released rather than reported
-    as leaked semaphores at shutdown.
+    The process exits on its own once it has answered, so its exit handlers run and locks it
+    made (tqdm's, say) are released rather than reported as leaked semaphores. It is killed only
+    when it does not answer within ``timeout_s`` (an error: nothing was measured) or does not
+    exit within ``exit_grace_s`` of answering (a warning: a GPU driver hanging at teardown
+    should not hang the stage, and the answer stands). Errors and warnings start with ``name``,
+    by default the function's.
     """
+    name = name or function.__name__
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
-        return executor.submit(function, *args).result()
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_answer, args=(sender, function, args), daemon=True)
+    child.start()
+    sender.close()  # the child now holds the only writer, so its death ends the pipe
+    with receiver:
+        if not receiver.poll(timeout_s):
+            child.kill()
+            child.join()
+            raise BenchmarkError(
+                f"{name}: no answer within {timeout_s:g} s "
+                "(benchmark.variant_timeout_s); its process was killed"
+            )
+        try:
+            failed, answer = receiver.recv()
+        except EOFError:
+            child.join()
+            raise BenchmarkError(
+                f"{name}: its process died before answering (exit code {child.exitcode})"
+            ) from None
+    child.join(exit_grace_s)
+    if child.is_alive():
+        warnings.warn(
+            f"{name}: its process answered but had not exited {exit_grace_s:g} s "
+            "later; killed it",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        child.kill()
+        child.join()
+    if failed:
+        raise answer
+    return answer
+
+
+def _answer(sender: Connection, function: Callable[..., Any], args: tuple) -> None:
+    """Run ``function`` in the child and send back (failed, result or exception)."""
+    try:
+        outcome = (False, function(*args))
+    except Exception as error:  # sent to the parent, which raises it there
+        error.add_note(f"raised in the benchmark's child process:\n{traceback.format_exc()}")
+        outcome = (True, error)
+    try:
+        sender.send(outcome)
+    except Exception:  # an exception that does not pickle: send its text instead
+        sender.send((True, RuntimeError(traceback.format_exc())))
+    sender.close()
 
 
 def relative_to(
@@ -221,7 +285,16 @@ def run_benchmark(
     positive = class_names.index(card["positive_label"])
     results = {
         v.name: in_fresh_process(
-            measure, v, pairs, class_names, positive, card["max_length"], config, seed
+            measure,
+            v,
+            pairs,
+            class_names,
+            positive,
+            card["max_length"],
+            config,
+            seed,
+            timeout_s=config.variant_timeout_s,
+            name=v.name,
         )
         for v in variants
     }
@@ -239,6 +312,12 @@ def run_benchmark(
         "pairs": len(pairs),
         "threads": config.threads or os.cpu_count(),
         "matmul_rates": in_fresh_process(
-            matmul_rates, quantize, opset, config.threads, seed, config.throughput_passes
+            matmul_rates,
+            quantize,
+            opset,
+            config.threads,
+            seed,
+            config.throughput_passes,
+            timeout_s=config.variant_timeout_s,
         ),
     }

@@ -312,8 +312,14 @@ class BenchmarkConfig:
     throughput_passes: int = 3
     threads: int = 0
     min_f1_kept: float = 0.99  # accurate enough: at least this share of the teacher's F1
+    variant_timeout_s: float = 3600.0  # a variant's process that has not answered is killed
 
     def __post_init__(self) -> None:
+        if self.variant_timeout_s <= 0:
+            raise ConfigError(
+                f"benchmark.variant_timeout_s: need a positive number of seconds, "
+                f"got {self.variant_timeout_s}"
+            )
         if self.throughput_passes < 1:
             raise ConfigError(
                 f"benchmark.throughput_passes: need at least 1, got {self.throughput_passes}"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -14,12 +16,13 @@ import pytest
 from pair_classifier.benchmark import (
     ONNX_TEACHER,
     PYTORCH_TEACHER,
+    BenchmarkError,
     fastest_keeping_f1,
     in_fresh_process,
     pipeline_variants,
     relative_to,
 )
-from pair_classifier.config import QuantizeConfig
+from pair_classifier.config import BenchmarkConfig, ConfigError, QuantizeConfig
 from pair_classifier.export.quantization import quantize_dynamic_int8
 from pair_classifier.export.runtime import session
 from pair_classifier.export.tensorrt_engine import engine_name
@@ -133,5 +136,62 @@ def test_a_fresh_process_is_let_finish_its_shutdown(
     monkeypatch.syspath_prepend(str(tmp_path))
     slow_exit = importlib.import_module("slow_exit")
     marker = tmp_path / "exit_handlers_ran"
-    assert in_fresh_process(slow_exit.work, str(marker))["pid"] != os.getpid()
+    assert in_fresh_process(slow_exit.work, str(marker), timeout_s=60)["pid"] != os.getpid()
     assert marker.exists()
+
+
+@pytest.fixture
+def child_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Functions a spawned child can import: the test module's own path is not on its path."""
+    (tmp_path / "child_functions.py").write_text(
+        "import os, time\n"
+        "from multiprocessing import util\n"
+        "def sleep(seconds):\n"
+        "    time.sleep(seconds)\n"
+        "    return {}\n"
+        "def fail(message):\n"
+        "    raise ValueError(message)\n"
+        "def die(code):\n"
+        "    os._exit(code)\n"
+        "def answer_then_hang(seconds):\n"
+        "    util.Finalize(None, time.sleep, (seconds,), exitpriority=10)\n"
+        "    return {'pid': os.getpid()}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return importlib.import_module("child_functions")
+
+
+def test_a_variant_that_does_not_answer_in_time_is_killed(child_functions: Any) -> None:
+    started = time.perf_counter()
+    with pytest.raises(BenchmarkError, match=r"onnx_int8: no answer within 1 s .*was killed"):
+        in_fresh_process(child_functions.sleep, 600, timeout_s=1, name="onnx_int8")
+    assert time.perf_counter() - started < 30  # not the 600 s the child would have slept
+    assert multiprocessing.active_children() == []
+
+
+def test_a_variant_s_exception_is_raised_with_the_child_s_traceback(child_functions: Any) -> None:
+    with pytest.raises(ValueError, match="no such graph") as raised:
+        in_fresh_process(child_functions.fail, "no such graph", timeout_s=60)
+    assert "child process" in raised.value.__notes__[0]
+    assert "raise ValueError(message)" in raised.value.__notes__[0]
+
+
+def test_a_variant_whose_process_dies_is_reported_with_its_exit_code(
+    child_functions: Any,
+) -> None:
+    with pytest.raises(BenchmarkError, match=r"die: its process died before answering .*code 3"):
+        in_fresh_process(child_functions.die, 3, timeout_s=60)
+
+
+def test_an_answer_stands_when_the_process_then_hangs_on_exit(child_functions: Any) -> None:
+    with pytest.warns(RuntimeWarning, match="answer_then_hang: .* had not exited 1 s later"):
+        answer = in_fresh_process(
+            child_functions.answer_then_hang, 600, timeout_s=60, exit_grace_s=1
+        )
+    assert answer["pid"] != os.getpid()
+    assert multiprocessing.active_children() == []
+
+
+def test_the_variant_timeout_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match=r"benchmark.variant_timeout_s: need a positive"):
+        BenchmarkConfig(variant_timeout_s=0)
