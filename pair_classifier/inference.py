@@ -110,8 +110,9 @@ class OnnxPairPredictor:
     def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray:
         """Class probabilities in input order, scored in length-sorted batches.
 
-        A graph pads both texts of a batch to its longest one, so batching similar lengths
-        together saves work (the PyTorch path sorts each text the same way).
+        A graph pads each side of a batch to its longest text, so batching similar lengths
+        together saves work (the PyTorch path, which encodes texts one by one, sorts them by
+        their characters).
         """
         from pair_classifier.export.runtime import run_length_sorted
 

@@ -256,12 +256,14 @@ def test_quantize_scores_a_dynamic_graph_in_the_batches_predict_serves(
 
 def test_pairs_are_ordered_by_their_longer_text_then_their_shorter() -> None:
     """A batch pads each side to its longest text, so the longer text of a pair sets its cost."""
-    tokens_a = np.array([5, 1, 3, 4, 2])
-    tokens_b = np.array([1, 4, 3, 2, 4])
-    assert length_order(tokens_a, tokens_b).tolist() == [2, 1, 3, 4, 0]
+    tokens_a = np.array([5, 1, 3, 4, 2, 4])
+    tokens_b = np.array([1, 4, 3, 3, 4, 1])
+    # longer texts: 5 4 3 4 4 4; among the 4s the shorter texts 1 3 2 1 come in order 1, 1, 2, 3
+    assert length_order(tokens_a, tokens_b).tolist() == [2, 1, 5, 4, 3, 0]
 
 
 def test_each_side_is_padded_to_its_own_longest_text(export_dir: Path) -> None:
+    """Batches of pairs are ordered by their longer text, so the two sides' widths differ."""
     tokenize = PairTokenizer.load(export_dir / TOKENIZER_SUBDIR, 32)
     pad = tokenize.pad_id
     inputs = tokenize.inputs([[5, 7, 6], [5, 6]], [[5, 8, 9, 10, 6], [5, 9, 6]])
@@ -270,6 +272,8 @@ def test_each_side_is_padded_to_its_own_longest_text(export_dir: Path) -> None:
     assert inputs["input_ids_b"].tolist() == [[5, 8, 9, 10, 6], [5, 9, 6, pad, pad]]
     assert inputs["attention_mask_b"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
     assert all(array.dtype == np.int64 for array in inputs.values())
+    with pytest.raises(ValueError, match="2 first texts but 1 second texts"):
+        tokenize.inputs([[5, 6], [5, 6]], [[5, 6]])
 
 
 def test_quantize_fails_when_accuracy_drops_beyond_the_bound(

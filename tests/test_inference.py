@@ -27,6 +27,7 @@ from pair_classifier.constants import (
     TEXT_A,
     TEXT_B,
 )
+from pair_classifier.export.runtime import length_order
 from pair_classifier.inference import (
     InputError,
     PairPredictor,
@@ -310,29 +311,36 @@ def test_a_graph_scores_length_sorted_batches_and_answers_in_input_order(
         {"student": tiny_model_dir}, tmp_path / "onnx", pairs_frame(8, 1), ExportConfig(threads=1)
     )
     frame = pairs_frame(24, 7)
-    frame[TEXT_A] = [" ".join([text] * (1 + i % 5)) for i, text in enumerate(frame[TEXT_A])]
-    frame[TEXT_B] = [" ".join([text] * (1 + i * 2 % 5)) for i, text in enumerate(frame[TEXT_B])]
+    frame[TEXT_A] = [" ".join([text] * (1 + i % 3)) for i, text in enumerate(frame[TEXT_A])]
+    # one word the tiny vocabulary lacks: many characters, one token; characters would mislead
+    frame[TEXT_B] = ["z" * 60 if i % 4 == 0 else text for i, text in enumerate(frame[TEXT_B])]
     predictor = OnnxPairPredictor(tmp_path / "onnx/student.onnx", batch_size=4, threads=1)
-    run, token_ids, wider_sides, texts_tokenised = (
-        predictor.run,
-        predictor.tokenize.token_ids,
-        [],
-        [],
-    )
+    run, token_ids = predictor.run, predictor.tokenize.token_ids
+    widths, texts_tokenised = [], []
 
     def recording(inputs: dict) -> tuple:
-        wider_sides.append(max(inputs["input_ids_a"].shape[1], inputs["input_ids_b"].shape[1]))
+        widths.append((inputs["input_ids_a"].shape[1], inputs["input_ids_b"].shape[1]))
         return run(inputs)
 
-    def counting(texts: pd.Series) -> list:
+    def counting(texts: pd.Series) -> list[list[int]]:
         texts_tokenised.extend(texts)
         return token_ids(texts)
 
+    def batch_widths(order: np.ndarray, tokens_a: np.ndarray, tokens_b: np.ndarray) -> list:
+        batches = [order[start : start + 4] for start in range(0, len(order), 4)]
+        return [(tokens_a[rows].max(), tokens_b[rows].max()) for rows in batches]
+
     predictor.run, predictor.tokenize.token_ids = recording, counting
     probabilities = predictor.predict_proba(frame)
-    # lengths mixed on both sides, batches ordered by their longer side; each text tokenised once
-    assert wider_sides == sorted(wider_sides) and wider_sides[0] < wider_sides[-1]
-    assert len(texts_tokenised) == 2 * len(frame)
+    assert len(texts_tokenised) == 2 * len(frame)  # each text tokenised once
+    tokens_a = np.array([len(ids) for ids in token_ids(frame[TEXT_A])])
+    tokens_b = np.array([len(ids) for ids in token_ids(frame[TEXT_B])])
+    assert widths == batch_widths(length_order(tokens_a, tokens_b), tokens_a, tokens_b)
+    by_characters = np.argsort((frame[TEXT_A].str.len() + frame[TEXT_B].str.len()).to_numpy())
+    assert widths != batch_widths(by_characters, tokens_a, tokens_b)  # the frame tells them apart
+    assert sum(a + b for a, b in widths) < sum(
+        a + b for a, b in batch_widths(by_characters, tokens_a, tokens_b)
+    )
     reference = PairPredictor.load(tiny_model_dir, 4).predict_proba(frame)
     assert np.ptp(reference[:, 1]) > 1e-3  # pairs score differently, so order shows
     assert abs(probabilities - reference).max() < 1e-4

@@ -6,7 +6,7 @@ trained with); padding is to the longest text of each side of a batch, like trai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ class PairTokenizer:
             tokenizer = Tokenizer.from_file(str(path))
         return cls(tokenizer, max_length)
 
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+    def token_ids(self, texts: Iterable[str]) -> list[list[int]]:
         """Each text's token ids, truncated to ``max_length``, unpadded."""
         return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
 
@@ -67,6 +67,8 @@ class PairTokenizer:
         self, rows_a: Sequence[Sequence[int]], rows_b: Sequence[Sequence[int]]
     ) -> dict[str, np.ndarray]:
         """The graph's four inputs from both texts' token ids, each side padded on its own."""
+        if len(rows_a) != len(rows_b):
+            raise ValueError(f"{len(rows_a)} first texts but {len(rows_b)} second texts")
         return dict(zip(SCORING_INPUTS, (*self.pad(rows_a), *self.pad(rows_b))))
 
     def __call__(self, pairs: pd.DataFrame) -> dict[str, np.ndarray]:
