@@ -111,8 +111,8 @@ class OnnxPairPredictor:
         """Class probabilities in input order, scored in length-sorted batches.
 
         A graph pads each side of a batch to its longest text, so batching similar lengths
-        together saves work (the PyTorch path, which encodes texts one by one, sorts them by
-        their characters).
+        together saves work (the PyTorch path, which encodes each text on its own, batches texts
+        of similar character counts).
         """
         from pair_classifier.export.runtime import run_length_sorted
 

@@ -59,10 +59,6 @@ class PairTokenizer:
             mask[position, : len(row)] = 1
         return ids, mask
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Ids and mask, padded to the longest text of ``texts``."""
-        return self.pad(self.token_ids(texts))
-
     def inputs(
         self, rows_a: Sequence[Sequence[int]], rows_b: Sequence[Sequence[int]]
     ) -> dict[str, np.ndarray]:
