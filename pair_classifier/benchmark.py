@@ -12,12 +12,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import threading
 import time
 import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ F1_RATIO_DIGITS = 4  # 0.9891 and 0.9902 must read differently
 # Seconds a variant's process may take to exit after answering (its exit handlers usually take
 # well under one) before it is killed.
 CHILD_EXIT_GRACE_S = 60.0
+# A variant's process that outlives the benchmark ends itself with this code.
+ORPHANED_EXIT_CODE = 70
 
 
 class BenchmarkError(PairClassifierError):
@@ -168,8 +171,9 @@ def in_fresh_process(
     made (tqdm's, say) are released rather than reported as leaked semaphores. It is killed only
     when it does not answer within ``timeout_s`` (an error: nothing was measured) or does not
     exit within ``exit_grace_s`` of answering (a warning: a GPU driver hanging at teardown
-    should not hang the stage, and the answer stands). Errors and warnings start with ``name``,
-    by default the function's.
+    should not hang the stage, and the answer stands). It ends itself when this process dies
+    first, killed by a signal that leaves no time to kill it. Errors and warnings start with
+    ``name``, by default the function's.
     """
     name = name or function.__name__
     context = multiprocessing.get_context("spawn")
@@ -209,6 +213,7 @@ def in_fresh_process(
 
 def _answer(sender: Connection, function: Callable[..., Any], args: tuple) -> None:
     """Run ``function`` in the child and send back (failed, result or exception)."""
+    threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
     try:
         outcome = (False, function(*args))
     except Exception as error:  # sent to the parent, which raises it there
@@ -219,6 +224,16 @@ def _answer(sender: Connection, function: Callable[..., Any], args: tuple) -> No
     except Exception:  # an exception that does not pickle: send its text instead
         sender.send((True, RuntimeError(traceback.format_exc())))
     sender.close()
+
+
+def _exit_with_parent() -> None:
+    """In the child: end it as soon as the benchmark's process is gone. A stage killed by SIGTERM
+    (``kill``, a CI job's time limit) or SIGKILL runs no exit handlers, so nothing else would stop
+    its child, which would go on loading the cores for up to ``benchmark.variant_timeout_s``."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+        os._exit(ORPHANED_EXIT_CODE)
 
 
 def relative_to(

@@ -5,12 +5,16 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import psutil
 import pytest
 
 from pair_classifier.benchmark import (
@@ -156,6 +160,10 @@ def child_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         "def answer_then_hang(seconds):\n"
         "    util.Finalize(None, time.sleep, (seconds,), exitpriority=10)\n"
         "    return {'pid': os.getpid()}\n"
+        "def record_pid_then_sleep(pid_file, seconds):\n"
+        "    open(pid_file, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(seconds)\n"
+        "    return {}\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     return importlib.import_module("child_functions")
@@ -195,3 +203,43 @@ def test_an_answer_stands_when_the_process_then_hangs_on_exit(child_functions: A
 def test_the_variant_timeout_must_be_positive() -> None:
     with pytest.raises(ConfigError, match=r"benchmark.variant_timeout_s: need a positive"):
         BenchmarkConfig(variant_timeout_s=0)
+
+
+def _gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie nobody has reaped yet counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("kill_signal", [signal.SIGTERM, signal.SIGKILL])
+def test_a_variant_s_process_ends_when_the_benchmark_is_killed(
+    child_functions: Any, tmp_path: Path, kill_signal: signal.Signals
+) -> None:
+    """Killed by a signal, the stage runs no exit handlers: its child must notice on its own."""
+    pid_file = tmp_path / "child.pid"
+    benchmark = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+            "import child_functions\n"
+            "from pair_classifier.benchmark import in_fresh_process\n"
+            "in_fresh_process(child_functions.record_pid_then_sleep, "
+            f"{str(pid_file)!r}, 600, timeout_s=600)\n",
+        ]
+    )
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    benchmark.send_signal(kill_signal)
+    assert benchmark.wait(timeout=30) == -kill_signal
+    deadline = time.monotonic() + 30
+    while not _gone(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    outlived = not _gone(child_pid)
+    if outlived:  # do not leave it sleeping beside the rest of the suite
+        psutil.Process(child_pid).kill()
+    assert not outlived, f"the variant's process {child_pid} outlived the benchmark"
