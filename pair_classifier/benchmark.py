@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 from pair_classifier.config import BenchmarkConfig, QuantizeConfig
-from pair_classifier.constants import DEPLOYED_MODEL, LABEL, MEBIBYTE, TEACHER_MODEL
+from pair_classifier.constants import (
+    BENCHMARK_PARETO_DATA,
+    BENCHMARK_PARETO_PNG,
+    DEPLOYED_MODEL,
+    LABEL,
+    MEBIBYTE,
+    TEACHER_MODEL,
+)
 from pair_classifier.errors import PairClassifierError
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.export.interface import OPTIMIZED, TOKENIZER_SUBDIR, variant_file
@@ -35,10 +42,13 @@ from pair_classifier.export.runtime import onnx_runner, run_length_sorted, torch
 from pair_classifier.export.tensorrt_engine import ENGINE_SUFFIX, engine_precision
 from pair_classifier.export.tokenization import PairTokenizer
 from pair_classifier.inference import PairPredictor
+from pair_classifier.io_utils import replace_dir_atomically, write_json
 from pair_classifier.matmul_rates import matmul_rates
 
 KIBIBYTE = 1024
 MILLISECONDS = 1000.0
+MILLISECOND_DIGITS = 2
+LATENCY_PERCENTILES = (50, 95)  # typical and tail latency of a single pair
 SPEEDUP_DIGITS = 2
 # The two baselines every variant's speed is divided by.
 PYTORCH_TEACHER = "pytorch_fp32_teacher"
@@ -127,8 +137,9 @@ def measure(
     """Throughput, latency, accuracy, size and peak memory of one variant (run in a child)."""
     tokenize = PairTokenizer.load(variant.tokenizer_dir, max_length)
     run = _runner(variant, config.threads)
-    warmup = pairs.iloc[: config.batch_size * config.warmup_batches]
-    run_length_sorted(run, tokenize, warmup, config.batch_size)
+    if config.warmup_batches:
+        warmup = pairs.iloc[: config.batch_size * config.warmup_batches]
+        run_length_sorted(run, tokenize, warmup, config.batch_size)
     pass_seconds = []
     for _ in range(config.throughput_passes):
         started = time.perf_counter()
@@ -149,8 +160,12 @@ def measure(
     return {
         "throughput_pairs_per_s": round(len(pairs) / seconds, 1),
         "throughput_spread": round((max(pass_seconds) - min(pass_seconds)) / seconds, 3),
-        "latency_p50_ms": round(float(np.percentile(latencies, 50)), 2),
-        "latency_p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        **{
+            f"latency_p{percentile}_ms": round(
+                float(np.percentile(latencies, percentile)), MILLISECOND_DIGITS
+            )
+            for percentile in LATENCY_PERCENTILES
+        },
         "accuracy": scores["accuracy"],
         "f1": scores["f1"],
         "megabytes": round(size_on_disk(variant.path) / MEBIBYTE, 2),
@@ -245,8 +260,9 @@ def relative_to(
 
 
 def fastest_keeping_f1(results: dict[str, dict[str, Any]], teacher: str, kept: float) -> str | None:
-    """The fastest variant other than ``teacher`` whose F1 is at least ``kept`` of the teacher's
-    (compared unrounded: 98.9 % must not pass as 99 %)."""
+    """The fastest variant other than ``teacher`` whose F1 is at least ``kept`` of the teacher's.
+    The F1s are compared as recorded (4 decimals), their ratio unrounded: 98.9 % must not pass
+    as 99 %, though an F1 within 1e-4 of the bound can fall either side of it."""
     floor = kept * results[teacher]["f1"]
     accurate = [name for name, r in results.items() if name != teacher and r["f1"] >= floor]
     return max(accurate, key=lambda name: results[name]["throughput_pairs_per_s"], default=None)
@@ -281,6 +297,20 @@ def save_pareto_png(results: dict[str, dict[str, Any]], path: Path, batch_size: 
     axes.set_ylabel("test F1")
     axes.grid(alpha=0.3)
     save_figure(figure, path)
+
+
+def write_pareto_plots(
+    results: dict[str, dict[str, Any]], plots_dir: Path, batch_size: int
+) -> None:
+    """``pareto.json`` (DVC's scatter plot) and ``pareto.png`` into ``plots_dir``, the benchmark
+    stage's own DVC output: filled in a staging folder and swapped in whole, so a failure
+    part-way leaves the previous pair, never a new JSON beside an old PNG."""
+
+    def write(staging: Path) -> None:
+        write_json(staging / BENCHMARK_PARETO_DATA.name, pareto_points(results))
+        save_pareto_png(results, staging / BENCHMARK_PARETO_PNG.name, batch_size)
+
+    replace_dir_atomically(plots_dir, write)
 
 
 def run_benchmark(

@@ -31,7 +31,7 @@ from pair_classifier.constants import (
     TEXT_A,
     TEXT_B,
 )
-from pair_classifier.errors import ArtifactError, reading_artifact
+from pair_classifier.errors import ArtifactError, DataError, reading_artifact
 from pair_classifier.evaluation import score_predictions
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.bi_encoder import BiEncoder
@@ -127,6 +127,10 @@ def fit_classifier(
     so the features are shared rather than copied to worker processes.
     """
     positive = class_names.index(positive_label)
+    for split, labels in (("train", train_labels), ("val", val_labels)):
+        missing = [name for i, name in enumerate(class_names) if not np.any(labels == i)]
+        if missing:  # the SVM would not know them, and its probability columns would shift
+            raise DataError(f"{split}: no pair of class(es) {missing} to fit the SVM on")
     grid = list(itertools.product(config.c_grid, config.class_weights))
     fitted = Parallel(n_jobs=config.threads or JOBLIB_ALL_CORES, prefer="threads")(
         delayed(build_svm(config, c, class_weight, seed).fit)(train_features, train_labels)

@@ -25,7 +25,10 @@ def _fail(error: Exception) -> NoReturn:
 def download_data_command(
     source_dir: Annotated[
         Optional[Path],
-        typer.Option(help="Folder holding the raw files (default: data.shared_dir)."),
+        typer.Option(
+            help="Folder holding the raw files, then the only source tried "
+            "(default: a DVC remote, data.shared_dir, then data.public_source)."
+        ),
     ] = None,
     params_file: Annotated[
         Path, typer.Option(help="params.yaml to read the data section from.")

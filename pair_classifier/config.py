@@ -12,6 +12,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -26,6 +27,40 @@ T = TypeVar("T")
 
 class ConfigError(PairClassifierError, ValueError):
     """A params section does not match what the code expects."""
+
+
+# Rules for numeric settings: a value, or every item of a list, must satisfy the test.
+_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "positive": (lambda value: value > 0, "a positive number"),
+    "non_negative": (lambda value: value >= 0, "0 or more"),
+    "probability": (lambda value: 0 <= value <= 1, "a value in [0, 1]"),
+    "fraction": (lambda value: 0 <= value < 1, "a value in [0, 1)"),
+}
+# What the training and distillation modules log, i.e. what early stopping can monitor.
+TRAIN_MONITORS = ("val_loss", "val_acc", "val_f1")
+DISTILL_MONITORS = ("val_acc", "val_f1", "val_loss", "val_mse", "val_kl", "val_ce", "val_hidden")
+SVM_GAMMAS = ("scale", "auto")
+SVM_CLASS_WEIGHTS = (None, "balanced")
+NO_ITERATION_LIMIT = -1  # libsvm's "until converged"
+TRT_PRECISIONS = ("fp16", "int8")
+
+
+def check_fields(section_name: str, config: Any, **rules: str) -> None:
+    """Refuse out-of-range numbers when the section is read, so a stage stops before it does
+    anything: ``check_fields("train", config, epochs="positive", ...)``."""
+    for name, rule in rules.items():
+        test, expected = _RULES[rule]
+        value = getattr(config, name)
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(test(item) for item in values):
+            what = f"a non-empty list, each {expected}" if isinstance(value, list) else expected
+            raise ConfigError(f"{section_name}.{name}: expected {what}, got {value!r}")
+
+
+def check_choice(section_name: str, name: str, value: Any, choices: Sequence[Any]) -> None:
+    """Refuse a value outside ``choices``, naming them."""
+    if value not in choices:
+        raise ConfigError(f"{section_name}.{name}: expected one of {list(choices)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +100,7 @@ class DataConfig:
 
     @property
     def positive_index(self) -> int:
+        """Class index of ``positive_label``, whose F1, precision and recall are reported."""
         return self.class_names.index(self.positive_label)
 
     def __post_init__(self) -> None:
@@ -90,6 +126,7 @@ class PrepareConfig:
     length_percentiles: list[int] = field(default_factory=lambda: [50, 90, 95, 99, 100])
 
     def __post_init__(self) -> None:
+        check_fields("prepare", self, max_problems_reported="non_negative")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(
                 f"prepare.val_fraction: expected a share between 0 and 1, got {self.val_fraction}"
@@ -109,6 +146,10 @@ class ModelConfig:
     head_hidden: int = 0
     dropout: float = 0.1
     hf_cache: str | None = None
+
+    def __post_init__(self) -> None:
+        check_fields("model", self, max_length="positive", head_hidden="non_negative")
+        check_fields("model", self, dropout="fraction")
 
 
 @dataclass(frozen=True)
@@ -144,6 +185,26 @@ class TrainConfig:
     log_every_n_steps: int = 10
 
     def __post_init__(self) -> None:
+        check_fields(
+            "train",
+            self,
+            epochs="positive",
+            batch_size="positive",
+            lr="positive",
+            head_lr="positive",
+            weight_decay="non_negative",
+            warmup_fraction="fraction",
+            gradient_clip_val="non_negative",
+            swap_probability="probability",
+            cosine_loss_weight="non_negative",
+            devices="positive",
+            num_threads="non_negative",
+            num_workers="non_negative",
+            checkpoint_every_n_steps="positive",
+            early_stopping_patience="non_negative",
+            log_every_n_steps="positive",
+        )
+        check_choice("train", "monitor", self.monitor, TRAIN_MONITORS)
         if self.freeze_bottom_layers < 0:
             raise ConfigError(
                 f"train.freeze_bottom_layers: expected 0 or more blocks, "
@@ -162,6 +223,19 @@ class CrossEncoderConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     max_length: int = 256  # both texts together
+
+    def __post_init__(self) -> None:
+        check_fields(
+            "distill.cross_encoder",
+            self,
+            epochs="positive",
+            batch_size="positive",
+            lr="positive",
+            head_lr="positive",
+            weight_decay="non_negative",
+            warmup_fraction="fraction",
+            max_length="positive",
+        )
 
 
 @dataclass(frozen=True)
@@ -200,6 +274,27 @@ class DistillConfig:
     monitor_mode: Literal["min", "max"] = "max"
 
     def __post_init__(self) -> None:
+        check_fields(
+            "distill",
+            self,
+            heads_per_layer="non_negative",
+            ffn_channels_per_layer="non_negative",
+            importance_batches="positive",
+            augment_copies="non_negative",
+            epochs="positive",
+            batch_size="positive",
+            lr="positive",
+            head_lr="positive",
+            weight_decay="non_negative",
+            warmup_fraction="fraction",
+            temperature="positive",
+            mse_weight="non_negative",
+            kl_weight="non_negative",
+            ce_weight="non_negative",
+            hidden_weight="non_negative",
+        )
+        monitors = DISTILL_MONITORS + (("val_relation",) if self.relation_weight > 0 else ())
+        check_choice("distill", "monitor", self.monitor, monitors)
         if not self.keep_layers or any(block < 0 for block in self.keep_layers):
             raise ConfigError(
                 f"distill.keep_layers: expected teacher block indices (0 or more), "
@@ -241,12 +336,29 @@ class ClassifierConfig:
     batch_size: int = 64
     threads: int = 0
 
+    def __post_init__(self) -> None:
+        check_fields("classifier", self, c_grid="positive", batch_size="positive")
+        check_fields("classifier", self, threads="non_negative")
+        if not self.class_weights:
+            raise ConfigError("classifier.class_weights: expected a non-empty list")
+        for weight in self.class_weights:
+            check_choice("classifier", "class_weights", weight, SVM_CLASS_WEIGHTS)
+        if isinstance(self.gamma, str):
+            check_choice("classifier", "gamma", self.gamma, SVM_GAMMAS)
+        else:
+            check_fields("classifier", self, gamma="positive")
+        if self.max_iter != NO_ITERATION_LIMIT:
+            check_fields("classifier", self, max_iter="positive")
+
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     split: Literal["train", "val", "test"] = "test"
     batch_size: int = 64
     roc_points: int = 101
+
+    def __post_init__(self) -> None:
+        check_fields("evaluate", self, batch_size="positive", roc_points="positive")
 
 
 @dataclass(frozen=True)
@@ -261,6 +373,18 @@ class ExportConfig:
     min_prediction_agreement: float = 1.0
     tie_margin: float = 0.0  # near-tie flips excused: reference top-two probability gap <= this
     threads: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(
+            "export",
+            self,
+            opset="positive",
+            parity_batch_size="positive",
+            max_abs_score_diff="non_negative",
+            min_prediction_agreement="probability",
+            tie_margin="non_negative",
+            threads="non_negative",
+        )
 
 
 @dataclass(frozen=True)
@@ -279,6 +403,14 @@ class QuantizeConfig:
     static_exclude_nodes: str | None = None
 
     def __post_init__(self) -> None:
+        check_fields(
+            "quantize",
+            self,
+            calibration_size="positive",
+            calibration_batch_size="positive",
+            max_accuracy_drop="non_negative",
+            batch_invariance_tolerance="non_negative",
+        )
         for name in ("include_nodes", "static_exclude_nodes"):
             pattern = getattr(self, name)
             try:
@@ -302,6 +434,19 @@ class TrtConfig:
     max_abs_score_diff: float = 5.0e-2
     min_prediction_agreement: float = 0.99
 
+    def __post_init__(self) -> None:
+        for precision in self.precisions:
+            check_choice("trt", "precisions", precision, TRT_PRECISIONS)
+        check_fields(
+            "trt",
+            self,
+            min_batch="positive",
+            min_sequence="positive",
+            workspace_mib="positive",
+            max_abs_score_diff="non_negative",
+            min_prediction_agreement="probability",
+        )
+
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
@@ -315,6 +460,15 @@ class BenchmarkConfig:
     variant_timeout_s: float = 3600.0  # a variant's process that has not answered is killed
 
     def __post_init__(self) -> None:
+        check_fields(
+            "benchmark",
+            self,
+            batch_size="positive",
+            latency_pairs="positive",
+            warmup_batches="non_negative",
+            threads="non_negative",
+            min_f1_kept="probability",
+        )
         if self.variant_timeout_s <= 0:
             raise ConfigError(
                 f"benchmark.variant_timeout_s: need a positive number of seconds, "
@@ -335,6 +489,23 @@ class TrackingConfig:
     system_metrics_interval_s: float = 5.0
     server_timeout_s: float = 10.0
     log_checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(
+            "tracking", self, system_metrics_interval_s="positive", server_timeout_s="positive"
+        )
+
+
+def check_classifier_exportable(classifier: ClassifierConfig, data: DataConfig) -> None:
+    """The onnx stage turns an RBF SVM into graph ops for two classes only (sklearn's
+    one-vs-one voting over more is not exported). Checked by prepare, the first stage, so a
+    three-class data set with the default RBF SVM fails there, not at export after training."""
+    if classifier.kind == "rbf" and len(data.class_names) > 2:
+        raise ConfigError(
+            f"classifier.kind: an RBF SVM is exported for 2 classes, data.labels has "
+            f"{len(data.class_names)} ({data.class_names}); use the linear SVM "
+            "(-S classifier=linear_svm)"
+        )
 
 
 def _convert(value: Any, annotation: Any, where: str, complete: bool) -> Any:

@@ -69,3 +69,5 @@ STUDENT_CHECKPOINT_SUBDIR = "student"  # beside the cross-encoder's, in distill'
 DEPLOYED_MODEL = "student"  # the model the compression chain exports, quantises and serves
 TEACHER_MODEL = "teacher"
 JOBLIB_ALL_CORES = -1  # joblib's n_jobs for "one worker per core"
+QUOTED_VALUE_CHARS = 60  # a wrong value quoted in an error message is cut to this many characters
+PROBABILITY_DECIMALS = 6  # written probabilities: finer than any threshold, short to read

@@ -14,6 +14,10 @@ class PairClassifierError(Exception):
     """Base of the errors whose message alone tells the user what to fix."""
 
 
+class DataError(PairClassifierError, ValueError):
+    """Data cannot be used at all (missing, unreadable layout, missing columns or classes)."""
+
+
 class ArtifactError(PairClassifierError):
     """A saved model, classifier or export is missing a file or cannot be read."""
 

@@ -19,7 +19,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from pair_classifier.io_utils import write_json
+from pair_classifier.io_utils import replace_dir_atomically, replacing_file, write_json
 
 DECIMALS = 4
 PLOT_DPI = 120
@@ -29,10 +29,38 @@ PR_DATA = "precision_recall.json"
 CONFUSION_PNG = "confusion_matrix.png"
 ROC_PNG = "roc.png"
 PR_PNG = "precision_recall.png"
+# Metrics-file keys that say why a score or the curves are missing (the score itself is null).
+ROC_AUC_UNDEFINED = "roc_auc_undefined"
+CURVES_SKIPPED = "curves_skipped"
 
 
 def _average(class_names: list[str]) -> str:
     return "binary" if len(class_names) == 2 else "macro"
+
+
+def roc_auc_undefined(y_true: np.ndarray, class_names: list[str]) -> str | None:
+    """Why ROC-AUC cannot be computed on these labels, or ``None`` when it can.
+
+    Binary ROC-AUC needs both classes and one-vs-rest needs every class: scikit-learn
+    answers NaN otherwise, which is neither a score nor valid JSON."""
+    absent = [name for index, name in enumerate(class_names) if not np.any(y_true == index)]
+    if not absent:
+        return None
+    return f"no pair of class {', '.join(map(repr, absent))} among the {len(y_true)} scored"
+
+
+def curves_undefined(y_true: np.ndarray, class_names: list[str], positive_index: int) -> str | None:
+    """Why the positive class's ROC and precision-recall curves do not exist, or ``None``.
+
+    They need pairs of the positive class and pairs of another one: with one side missing
+    scikit-learn returns NaN rates (ROC) or a made-up recall of one (precision-recall)."""
+    positives = int(np.sum(y_true == positive_index))
+    name = class_names[positive_index]
+    if positives == 0:
+        return f"no pair of the positive class {name!r} among the {len(y_true)} scored"
+    if positives == len(y_true):
+        return f"all {len(y_true)} pairs scored are of the positive class {name!r}"
+    return None
 
 
 def score_predictions(
@@ -42,7 +70,8 @@ def score_predictions(
     class_names: list[str],
     positive_index: int,
 ) -> dict[str, float]:
-    """Accuracy, F1, precision, recall (positive class if binary, else macro), ROC-AUC."""
+    """Accuracy, F1, precision, recall (positive class if binary, else macro), and ROC-AUC
+    when ``probabilities`` are given and it is defined (see ``roc_auc_undefined``)."""
     average = _average(class_names)
     kwargs: dict[str, Any] = {"average": average, "zero_division": 0}
     if average == "binary":
@@ -53,7 +82,7 @@ def score_predictions(
         "precision": precision_score(y_true, y_pred, **kwargs),
         "recall": recall_score(y_true, y_pred, **kwargs),
     }
-    if probabilities is not None and len(np.unique(y_true)) > 1:
+    if probabilities is not None and roc_auc_undefined(y_true, class_names) is None:
         if average == "binary":
             scores["roc_auc"] = roc_auc_score(
                 y_true == positive_index, probabilities[:, positive_index]
@@ -72,13 +101,21 @@ def evaluation_report(
     class_names: list[str],
     positive_index: int,
 ) -> dict[str, Any]:
-    """Scores plus confusion matrix and per-class report: the evaluate stage's metrics file."""
+    """Scores plus confusion matrix and per-class report: the evaluate stage's metrics file.
+
+    An undefined ROC-AUC is written as null with the reason beside it, so the file stays valid
+    JSON and ``dvc metrics diff`` shows why the score is missing."""
     labels = list(range(len(class_names)))
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
     per_class = classification_report(
         y_true, y_pred, labels=labels, target_names=class_names, output_dict=True, zero_division=0
     )
-    return score_predictions(y_true, y_pred, probabilities, class_names, positive_index) | {
+    scores: dict[str, Any] = dict(
+        score_predictions(y_true, y_pred, probabilities, class_names, positive_index)
+    )
+    if (reason := roc_auc_undefined(y_true, class_names)) is not None:
+        scores |= {"roc_auc": None, ROC_AUC_UNDEFINED: reason}
+    return scores | {
         "pairs": int(len(y_true)),
         "confusion_matrix": {
             actual: {predicted: int(matrix[i, j]) for j, predicted in enumerate(class_names)}
@@ -167,10 +204,11 @@ def save_loss_png(curves: dict[str, list[tuple[float, float]]], path: Path) -> N
 
 
 def save_figure(figure: Figure, path: Path) -> None:
-    """Write a matplotlib figure; the folder is created if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a matplotlib figure through a temporary file and an atomic rename, so a failed
+    save never leaves a truncated PNG behind; the folder is created if needed."""
     figure.tight_layout()
-    figure.savefig(path, dpi=PLOT_DPI)
+    with replacing_file(path) as staging:
+        figure.savefig(staging, dpi=PLOT_DPI)
 
 
 def write_evaluation(
@@ -181,27 +219,39 @@ def write_evaluation(
     roc_points: int,
     plots_dir: Path,
 ) -> dict[str, Any]:
-    """Metrics report, DVC plot data (JSON) and PNG copies for one evaluated split."""
+    """Metrics report, DVC plot data (JSON) and PNG copies for one evaluated split.
+
+    ``plots_dir`` (the evaluate stage's own DVC output) is filled in a staging folder and
+    swapped in whole, so a failure part-way leaves the previous plots, not a mix. Curves that
+    do not exist (see ``curves_undefined``) are left out, their reason put in the report:
+    ``dvc plots show`` reports a missing file as missing, while an empty list trips its
+    converter into an opaque 'NoneType' warning.
+    """
     y_pred = probabilities.argmax(axis=1)
     report = evaluation_report(y_true, y_pred, probabilities, class_names, positive_index)
-    curves = curve_data(y_true, probabilities, positive_index, roc_points)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    write_json(plots_dir / CONFUSION_DATA, confusion_rows(y_true, y_pred, class_names))
-    write_json(plots_dir / ROC_DATA, curves["roc"])
-    write_json(plots_dir / PR_DATA, curves["precision_recall"])
-    save_confusion_png(report, class_names, plots_dir / CONFUSION_PNG)
-    save_curve_png(
-        curves["roc"],
-        "fpr",
-        "tpr",
-        f"ROC (AUC {report.get('roc_auc', float('nan')):.3f})",
-        plots_dir / ROC_PNG,
-    )
-    save_curve_png(
-        curves["precision_recall"],
-        "recall",
-        "precision",
-        "Precision-recall",
-        plots_dir / PR_PNG,
-    )
+    skipped = curves_undefined(y_true, class_names, positive_index)
+    if skipped is not None:
+        report[CURVES_SKIPPED] = f"ROC and precision-recall curves not written: {skipped}"
+
+    def write(staging: Path) -> None:
+        write_json(staging / CONFUSION_DATA, confusion_rows(y_true, y_pred, class_names))
+        save_confusion_png(report, class_names, staging / CONFUSION_PNG)
+        if skipped is not None:
+            return
+        curves = curve_data(y_true, probabilities, positive_index, roc_points)
+        write_json(staging / ROC_DATA, curves["roc"])
+        write_json(staging / PR_DATA, curves["precision_recall"])
+        # None in one-vs-rest when a class other than the positive one is absent.
+        auc = report["roc_auc"]
+        auc_text = "undefined" if auc is None else f"{auc:.3f}"
+        save_curve_png(curves["roc"], "fpr", "tpr", f"ROC (AUC {auc_text})", staging / ROC_PNG)
+        save_curve_png(
+            curves["precision_recall"],
+            "recall",
+            "precision",
+            "Precision-recall",
+            staging / PR_PNG,
+        )
+
+    replace_dir_atomically(plots_dir, write)
     return report

@@ -7,7 +7,8 @@ Two kinds of model:
   ``model.json`` and ``tokenizer/`` beside it, run with ONNX Runtime and ``tokenizers`` only.
 
 Input files: CSV (``.csv``), TSV (``.tsv``) or JSON lines (``.jsonl``) with a header / keys
-``text_a`` and ``text_b`` (other names by option). Other columns are carried to the output.
+``text_a`` and ``text_b`` (other names by option). Every input column is carried to the output
+under its own name, so a ``text_a`` column beside ``--text-a q1`` is kept as ordinary data.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
-from pair_classifier.constants import BI_ENCODER_SUBDIR, CLASSIFIER_SUBDIR, TEXT_A, TEXT_B
+from pair_classifier.constants import (
+    BI_ENCODER_SUBDIR,
+    CLASSIFIER_SUBDIR,
+    PROBABILITY_DECIMALS,
+    QUOTED_VALUE_CHARS,
+    TEXT_A,
+    TEXT_B,
+)
 from pair_classifier.data.records import RecordSyntaxError, delimited_records, json_lines
 from pair_classifier.errors import PairClassifierError
 
@@ -35,10 +43,19 @@ SUPPORTED_SUFFIXES = (*SEPARATORS, ".jsonl")
 ONNX_SUFFIX = ".onnx"
 INPUT_ENCODING = "utf-8"
 UNNAMED_COLUMN = "Unnamed: "
+# how a value that is not a text is named in a message, in JSON's words (the input's language)
+JSON_TYPE_NAMES = {
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    list: "an array",
+    dict: "an object",
+}
 
 
 class InputError(PairClassifierError, ValueError):
-    """An input file for inference is unusable; the message names file, line and field."""
+    """A file given to ``predict`` (the input, or the output path) is unusable; the message
+    names the file and, for the input, the line and field."""
 
 
 class Predictor(Protocol):
@@ -47,13 +64,33 @@ class Predictor(Protocol):
     def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray: ...
 
 
-def with_predictions(predictor: Predictor, pairs: pd.DataFrame) -> pd.DataFrame:
-    """The input rows with the predicted label and one probability column per class."""
+def output_columns(class_names: list[str]) -> list[str]:
+    """The columns predictions add: the label, then one probability per class."""
+    return [PREDICTED_LABEL, *(f"{PROBABILITY_PREFIX}{name}" for name in class_names)]
+
+
+def refuse_output_columns(source: Path | str, columns: pd.Index, class_names: list[str]) -> None:
+    """Stop before scoring if an input column has a prediction column's name: writing the
+    predictions would silently replace the user's data."""
+    clashing = [name for name in output_columns(class_names) if name in columns]
+    if clashing:
+        raise InputError(
+            f"{source}: column(s) {clashing} have the names of prediction columns and would be "
+            "overwritten; rename or drop them (is this an earlier output of predict?)"
+        )
+
+
+def with_predictions(
+    predictor: Predictor, pairs: pd.DataFrame, rows: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """``rows`` (by default ``pairs`` itself, whose ``text_a`` and ``text_b`` are scored) with
+    the predicted label and one probability column per class; refuses to overwrite a column."""
+    result = (pairs if rows is None else rows).copy()
+    refuse_output_columns("input", result.columns, predictor.class_names)
     probabilities = predictor.predict_proba(pairs)
-    result = pairs.copy()
     result[PREDICTED_LABEL] = [predictor.class_names[i] for i in probabilities.argmax(axis=1)]
     for index, name in enumerate(predictor.class_names):
-        result[f"{PROBABILITY_PREFIX}{name}"] = probabilities[:, index].round(6)
+        result[f"{PROBABILITY_PREFIX}{name}"] = probabilities[:, index].round(PROBABILITY_DECIMALS)
     return result
 
 
@@ -69,6 +106,7 @@ class PairPredictor:
 
     @classmethod
     def load(cls, model_dir: Path, batch_size: int) -> PairPredictor:
+        """A model folder's bi-encoder and SVM; PyTorch is imported only on this path."""
         from pair_classifier.classifier import FittedClassifier
         from pair_classifier.model.bi_encoder import BiEncoder
 
@@ -90,6 +128,7 @@ class PairPredictor:
         return self.classifier.predict_proba(features)
 
     def predict(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """``pairs`` with the predicted label and one probability column per class."""
         return with_predictions(self, pairs)
 
 
@@ -121,6 +160,7 @@ class OnnxPairPredictor:
         return run_length_sorted(self.run, self.tokenize, pairs, self.batch_size)[1]
 
     def predict(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """``pairs`` with the predicted label and one probability column per class."""
         return with_predictions(self, pairs)
 
 
@@ -144,10 +184,21 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
+def _os_reason(path: Path, error: OSError) -> str:
+    """The OS's message, and the file it concerns when that is not ``path`` itself."""
+    reason = error.strerror or str(error)
+    if error.filename is not None and Path(error.filename) != path:
+        reason = f"{reason} ({error.filename})"
+    return reason
+
+
 def _decoded(path: Path) -> str:
     """The file's text; bytes that are not UTF-8 are named by line. A byte-order mark, as
     spreadsheet exports write it, is dropped."""
-    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {_os_reason(path, error)}") from error
     try:
         return data.decode(INPUT_ENCODING)
     except UnicodeDecodeError as error:
@@ -208,10 +259,28 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     return pd.DataFrame(records, dtype=object), lines
 
 
+def _text_problem(value: object) -> str | None:
+    """What is wrong with a field that should hold a text, or None. A null or a missing JSON
+    key counts as empty. CSV/TSV fields are always text (a number is kept as written); a JSON
+    number, boolean, array or object is refused rather than scored as its Python spelling."""
+    if isinstance(value, str):
+        return None if value.strip() else "is empty; every pair needs two texts"
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "is empty; every pair needs two texts"
+    kind = JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    if len(shown) > QUOTED_VALUE_CHARS:
+        shown = f"{shown[:QUOTED_VALUE_CHARS]}..."
+    return f"must be a string, found {kind}: {shown}"
+
+
 def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> pd.DataFrame:
-    """Read pairs to score; every text must be non-empty. Errors name the file's line."""
-    if not path.is_file():
+    """Read the rows to score, columns named as in the file. ``text_a`` and ``text_b`` must
+    hold a non-empty string in every row; the first row that does not is named by line."""
+    if not path.exists():
         raise InputError(f"{path}: file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
     suffix = _suffix(path)
     frame, lines = (
         _read_jsonl(path) if suffix == ".jsonl" else _read_delimited(path, SEPARATORS[suffix])
@@ -221,42 +290,69 @@ def read_input_pairs(path: Path, text_a: str = TEXT_A, text_b: str = TEXT_B) -> 
     missing = [column for column in (text_a, text_b) if column not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
-    for column in (text_a, text_b):
-        values = frame[column]
-        empty = values.isna() | values.astype(str).str.strip().eq("")
-        if empty.any():
-            line = lines[int(np.flatnonzero(empty.to_numpy())[0])]
-            raise InputError(
-                f"{path}:{line}: field {column!r} is empty; every pair needs two texts"
-            )
-    return frame.rename(columns={text_a: TEXT_A, text_b: TEXT_B}).astype({TEXT_A: str, TEXT_B: str})
+    columns = (text_a, text_b)
+    for line, *texts in zip(lines, *(frame[column] for column in columns)):
+        for column, text in zip(columns, texts):
+            problem = _text_problem(text)
+            if problem is not None:
+                raise InputError(f"{path}:{line}: field {column!r} {problem}")
+    return frame
+
+
+def text_pairs(rows: pd.DataFrame, text_a: str, text_b: str) -> pd.DataFrame:
+    """The two texts of each row under the names the predictors read. Built apart from the
+    rows, so an input column that is itself called ``text_a`` or ``text_b`` cannot collide."""
+    return pd.DataFrame(
+        {TEXT_A: rows[text_a].to_numpy(), TEXT_B: rows[text_b].to_numpy()}, index=rows.index
+    )
+
+
+def _check_output_path(path: Path) -> str:
+    """The output's suffix, checked before any work: a bad path must not cost a scoring run."""
+    suffix = _suffix(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; expected a .csv, .tsv or .jsonl file to write")
+    return suffix
 
 
 def write_predictions(frame: pd.DataFrame, path: Path) -> None:
-    """Write predictions in the format the suffix names, through a temporary file. A value
-    missing from some JSON lines' input is written as ``null`` (JSON has no NaN)."""
-    suffix = _suffix(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write predictions in the format the suffix names, through a temporary file renamed over
+    ``path``, so a failure leaves any earlier output whole. A value missing from some JSON
+    lines' input is written as ``null`` (JSON has no NaN)."""
+    suffix = _check_output_path(path)
     staging = path.with_name(f".{path.name}.tmp")
     try:
-        if suffix == ".jsonl":
-            present = frame.astype(object).where(frame.notna(), None)
-            with staging.open("w", encoding="utf-8") as handle:
-                for record in present.to_dict(orient="records"):
-                    handle.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-        else:
-            frame.to_csv(staging, sep=SEPARATORS[suffix], index=False)
-        staging.replace(path)
-    finally:
-        staging.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if suffix == ".jsonl":
+                present = frame.astype(object).where(frame.notna(), None)
+                with staging.open("w", encoding="utf-8") as handle:
+                    for record in present.to_dict(orient="records"):
+                        line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+                        handle.write(line + "\n")
+            else:
+                frame.to_csv(staging, sep=SEPARATORS[suffix], index=False)
+            staging.replace(path)
+        finally:  # inside: the folder exists, so unlinking cannot fail on a missing parent
+            staging.unlink(missing_ok=True)
+    except OSError as error:
+        raise InputError(f"{path}: cannot write: {_os_reason(path, error)}") from error
 
 
 def predict_file(
     model: Path, input_path: Path, output_path: Path, batch_size: int, text_a: str, text_b: str
 ) -> pd.DataFrame:
-    """Score every pair of ``input_path`` and write them with labels and probabilities."""
-    pairs = read_input_pairs(input_path, text_a, text_b)
-    predictions = load_predictor(model, batch_size).predict(pairs)
-    predictions = predictions.rename(columns={TEXT_A: text_a, TEXT_B: text_b})
+    """Score every pair of ``input_path`` and write them with labels and probabilities.
+
+    Checked before any scoring, so that a mistake does not cost a scoring run: the output's
+    suffix (and that it is not a folder), the input, and that no input column has a prediction
+    column's name. The texts are the columns ``text_a`` and ``text_b`` name; every input
+    column, whatever its name (a ``text_a`` beside ``--text-a q1`` too), is written back as is.
+    """
+    _check_output_path(output_path)
+    rows = read_input_pairs(input_path, text_a, text_b)
+    predictor = load_predictor(model, batch_size)
+    refuse_output_columns(input_path, rows.columns, predictor.class_names)
+    predictions = with_predictions(predictor, text_pairs(rows, text_a, text_b), rows)
     write_predictions(predictions, output_path)
     return predictions

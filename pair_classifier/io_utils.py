@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 DIR_MODE = 0o755
+FILE_MODE = 0o644  # mkstemp makes files private; outputs are ordinary files
 
 
 def replace_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
@@ -35,11 +39,51 @@ def replace_dir_atomically(target: Path, write: Callable[[Path], None]) -> None:
             shutil.rmtree(staging)
 
 
+@contextmanager
+def replacing_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so writers that go by it still work) that
+    replaces ``path`` only when the block finishes: a failure part-way leaves ``path`` as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    staging = Path(name)
+    try:
+        yield staging
+        staging.chmod(FILE_MODE)
+        staging.replace(path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def non_finite_key(data: Any, where: str = "$") -> str | None:
+    """Where in ``data`` the first NaN or infinity sits (``$.a[3].b``), or ``None``.
+
+    JSON has no NaN: Python would write a bare ``NaN`` that strict readers reject.
+    """
+    if isinstance(data, float) and not math.isfinite(data):
+        return where
+    if isinstance(data, Mapping):
+        children: Iterator[tuple[str, Any]] = ((f"{where}.{k}", v) for k, v in data.items())
+    elif isinstance(data, list | tuple):
+        children = ((f"{where}[{i}]", v) for i, v in enumerate(data))
+    else:
+        return None
+    return next((found for key, value in children if (found := non_finite_key(value, key))), None)
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and an atomic rename."""
+    """Write JSON through a temporary file and an atomic rename; NaN and infinities are refused
+    (naming the file and the key) before anything is written, as they are not JSON."""
+    if (where := non_finite_key(data)) is not None:
+        raise ValueError(
+            f"{path}: refusing to write a NaN or infinity at {where}: not valid JSON; "
+            "write null and say why instead"
+        )
+    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    staging.write_text(text, encoding="utf-8")
     staging.replace(path)
 
 

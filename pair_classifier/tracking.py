@@ -55,6 +55,7 @@ class Lineage:
     dvc_experiment: str
 
     def tags(self) -> dict[str, str]:
+        """MLflow run tags that trace a run back to its code, data and params."""
         return {
             "mlflow.source.git.commit": self.git_commit,
             "git.commit": self.git_commit,
@@ -65,6 +66,8 @@ class Lineage:
         }
 
     def pipeline_key(self) -> str:
+        """One key per pipeline run (code, diff, data, params, experiment): the stages of one
+        `dvc repro` share it, so their MLflow runs group under one parent."""
         parts = (
             self.git_commit,
             self.git_diff_hash,

@@ -1,11 +1,6 @@
 """Stage benchmark: every variant side by side on the test split; DVC metrics and a Pareto plot."""
 
-from pair_classifier.benchmark import (
-    pareto_points,
-    pipeline_variants,
-    run_benchmark,
-    save_pareto_png,
-)
+from pair_classifier.benchmark import pipeline_variants, run_benchmark, write_pareto_plots
 from pair_classifier.config import (
     BenchmarkConfig,
     ExportConfig,
@@ -17,8 +12,6 @@ from pair_classifier.config import (
 )
 from pair_classifier.constants import (
     BENCHMARK_METRICS,
-    BENCHMARK_PARETO_DATA,
-    BENCHMARK_PARETO_PNG,
     BENCHMARK_PLOTS_DIR,
     DEPLOYED_MODEL,
     ONNX_DIR,
@@ -36,6 +29,7 @@ from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
 
 
 def main() -> None:
+    """Measure every variant in its own process, then write metrics, plots and MLflow runs."""
     params = read_params()
     config = section(params, "benchmark", BenchmarkConfig)
     quantize = section(params, "quantize", QuantizeConfig)
@@ -54,8 +48,7 @@ def main() -> None:
             opset,
         )
         write_json(BENCHMARK_METRICS, report)
-        write_json(BENCHMARK_PARETO_DATA, pareto_points(report["variants"]))
-        save_pareto_png(report["variants"], BENCHMARK_PARETO_PNG, config.batch_size)
+        write_pareto_plots(report["variants"], BENCHMARK_PLOTS_DIR, config.batch_size)
         for name, result in report["variants"].items():
             log_metrics(result, f"{name}.")
         log_metrics(report["matmul_rates"]["gmac_per_s"], "matmul_gmac_per_s.")

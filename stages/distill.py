@@ -33,6 +33,7 @@ from pair_classifier.training import training_loggers
 
 
 def main() -> None:
+    """Build and distil the student, then swap it in with its SVM as one folder."""
     params = read_params()
     tracking = section(params, "tracking", TrackingConfig)
     distill = section(params, "distill", DistillConfig)

@@ -38,6 +38,7 @@ from pair_classifier.training import (
 
 
 def main() -> None:
+    """Train (or resume) the teacher, then save it, its metrics and loss curves."""
     params = read_params()
     data = section(params, "data", DataConfig)
     model = section(params, "model", ModelConfig)
@@ -60,13 +61,15 @@ def main() -> None:
             return
         out = TEACHER_DIR / BI_ENCODER_SUBDIR
         replace_dir_atomically(out, bi_encoder.save)
-        run.mark_completed()
         write_json(TRAIN_METRICS, metrics)
         save_loss_png(loss_curves(DVCLIVE_DIR), TRAIN_LOSS_PNG)
         log_metrics(metrics, "train.")
         if tracking.log_checkpoint:
             log_artifacts(best_checkpoint, "checkpoints")
         log_artifacts(out, f"model/{BI_ENCODER_SUBDIR}")
+        # Last: a failure above (an MLflow upload, say) leaves the run resumable from its final
+        # checkpoint, instead of marked finished and retrained from scratch by the next repro.
+        run.mark_completed()
 
 
 if __name__ == "__main__":

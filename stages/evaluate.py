@@ -17,6 +17,7 @@ from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
 
 
 def main() -> None:
+    """Score the teacher on ``evaluate.split`` and write the report and plots."""
     params = read_params()
     data = section(params, "data", DataConfig)
     config = section(params, "evaluate", EvaluateConfig)

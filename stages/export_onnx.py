@@ -20,6 +20,7 @@ from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
 
 
 def main() -> None:
+    """Export and parity-check teacher and student, then swap the bundle in whole."""
     params = read_params()
     config = section(params, "export", ExportConfig)
     with stage_run("onnx", params, section(params, "tracking", TrackingConfig)):

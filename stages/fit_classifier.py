@@ -5,6 +5,7 @@ from pair_classifier.config import (
     ClassifierConfig,
     DataConfig,
     TrackingConfig,
+    check_classifier_exportable,
     read_params,
     read_seed,
     section,
@@ -24,9 +25,11 @@ from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
 
 
 def main() -> None:
+    """Fit the SVM grid on the teacher's features and keep the best on validation."""
     params = read_params()
     data = section(params, "data", DataConfig)
     config = section(params, "classifier", ClassifierConfig)
+    check_classifier_exportable(config, data)
     with stage_run("fit-classifier", params, section(params, "tracking", TrackingConfig)):
         bi_encoder = BiEncoder.load(TEACHER_DIR / BI_ENCODER_SUBDIR)
         train, val = load_split(PREPARED_DIR, "train"), load_split(PREPARED_DIR, "val")

@@ -3,10 +3,12 @@
 from pathlib import Path
 
 from pair_classifier.config import (
+    ClassifierConfig,
     DataConfig,
     ModelConfig,
     PrepareConfig,
     TrackingConfig,
+    check_classifier_exportable,
     read_params,
     section,
 )
@@ -19,10 +21,12 @@ from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
 
 
 def main() -> None:
+    """Validate the raw files and write the splits; config checks come first."""
     params = read_params()
     data = section(params, "data", DataConfig)
     prepare = section(params, "prepare", PrepareConfig)
     model = section(params, "model", ModelConfig)
+    check_classifier_exportable(section(params, "classifier", ClassifierConfig), data)
     with stage_run("prepare", params, section(params, "tracking", TrackingConfig)):
         count_tokens = token_counter(load_tokenizer(model))
         report = prepare_data(Path(data.dir), PREPARED_DIR, data, prepare, count_tokens)

@@ -26,6 +26,7 @@ from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
 
 
 def main() -> None:
+    """Quantise the student graph and check its accuracy and batch invariance."""
     params = read_params()
     config = section(params, "quantize", QuantizeConfig)
     export = section(params, "export", ExportConfig)

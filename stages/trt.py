@@ -19,6 +19,7 @@ from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
 
 
 def main() -> None:
+    """Build and check the TensorRT engines, or record why they were skipped."""
     params = read_params()
     config = section(params, "trt", TrtConfig)
     export = section(params, "export", ExportConfig)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pair_classifier.classifier import FittedClassifier, fit_classifier, predict
 from pair_classifier.config import ClassifierConfig
+from pair_classifier.errors import DataError
 
 CLASSES = ["not_paraphrase", "paraphrase"]
 
@@ -67,3 +69,14 @@ def test_grid_fitted_in_threads_matches_one_at_a_time() -> None:
         for threads in (1, 2)
     ]
     assert reports[0] == reports[1]
+
+
+def test_a_class_without_pairs_is_refused_not_silently_dropped() -> None:
+    """Fitted without a class, the calibrated SVM has a probability column fewer, and every
+    column after the missing class would be read as the wrong class."""
+    (x, y), (vx, vy) = _blobs(200, 0), _blobs(80, 1)
+    three = [*CLASSES, "unrelated"]
+    with pytest.raises(DataError, match=r"train: no pair of class\(es\) \['unrelated'\]"):
+        fit_classifier(x, y, vx, vy, ClassifierConfig(c_grid=[1.0]), three, "paraphrase", seed=0)
+    with pytest.raises(DataError, match=r"val: no pair of class\(es\) \['paraphrase'\]"):
+        fit_classifier(x, y, vx, 0 * vy, ClassifierConfig(c_grid=[1.0]), CLASSES, "paraphrase", 0)

@@ -24,6 +24,7 @@ from pair_classifier.config import (
     TrackingConfig,
     TrainConfig,
     TrtConfig,
+    check_classifier_exportable,
     from_mapping,
     read_params,
     read_seed,
@@ -112,6 +113,49 @@ def test_seed_must_be_an_integer(seed: object) -> None:
             QuantizeConfig,
             r"quantize.calibration_method: expected one of \('minmax', 'entropy'\)",
         ),
+        ("train.epochs=0", "train", TrainConfig, "train.epochs: expected a positive number, got 0"),
+        ("train.warmup_fraction=1", "train", TrainConfig, r"warmup_fraction: expected .*\[0, 1\)"),
+        (
+            "train.monitor=val_accuracy",
+            "train",
+            TrainConfig,
+            r"train.monitor: expected one of \['val_loss', 'val_acc', 'val_f1'\], got 'val_acc",
+        ),
+        ("distill.temperature=0", "distill", DistillConfig, "distill.temperature: expected a pos"),
+        ("distill.importance_batches=0", "distill", DistillConfig, "importance_batches: expected"),
+        ("distill.heads_per_layer=-2", "distill", DistillConfig, "heads_per_layer: expected 0 or"),
+        ("distill.monitor=val_relation", "distill", DistillConfig, "distill.monitor: expected"),
+        ("model.dropout=1", "model", ModelConfig, r"model.dropout: expected a value in \[0, 1\)"),
+        (
+            "classifier.c_grid=[]",
+            "classifier",
+            ClassifierConfig,
+            r"classifier.c_grid: expected a non-empty list, each a positive number, got \[\]",
+        ),
+        (
+            "classifier.class_weights=[balancd]",
+            "classifier",
+            ClassifierConfig,
+            r"classifier.class_weights: expected one of \[None, 'balanced'\], got 'balancd'",
+        ),
+        (
+            "classifier.gamma=sclae",
+            "classifier",
+            ClassifierConfig,
+            "classifier.gamma: expected one",
+        ),
+        ("classifier.gamma=-1.0", "classifier", ClassifierConfig, "classifier.gamma: expected a p"),
+        ("evaluate.roc_points=0", "evaluate", EvaluateConfig, "evaluate.roc_points: expected"),
+        (
+            "export.min_prediction_agreement=1.5",
+            "export",
+            ExportConfig,
+            r"export.min_prediction_agreement: expected a value in \[0, 1\], got 1.5",
+        ),
+        ("quantize.calibration_size=0", "quantize", QuantizeConfig, "calibration_size: expected"),
+        ("trt.workspace_mib=0", "trt", TrtConfig, "trt.workspace_mib: expected a positive"),
+        ("benchmark.latency_pairs=0", "benchmark", BenchmarkConfig, "latency_pairs: expected a"),
+        ("tracking.server_timeout_s=0", "tracking", TrackingConfig, "server_timeout_s: expected"),
     ],
 )
 def test_out_of_range_settings_are_named(override: str, name: str, cls: type, message: str) -> None:
@@ -154,3 +198,14 @@ def test_params_file_that_is_not_yaml_is_named(tmp_path: Path) -> None:
 def test_missing_params_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="params.yaml: not found"):
         read_params(tmp_path / "params.yaml")
+
+
+def test_a_three_class_data_set_needs_the_linear_svm_to_export() -> None:
+    """The onnx stage exports an RBF SVM for two classes only: prepare refuses the combination
+    before any training, and says what to use instead."""
+    params = compose_params(["data=csv_pairs"])
+    data = section(params, "data", DataConfig)
+    with pytest.raises(ConfigError, match=r"classifier.kind: .* 3 .*-S classifier=linear_svm"):
+        check_classifier_exportable(section(params, "classifier", ClassifierConfig), data)
+    linear = compose_params(["data=csv_pairs", "classifier=linear_svm"])
+    check_classifier_exportable(section(linear, "classifier", ClassifierConfig), data)

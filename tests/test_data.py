@@ -250,3 +250,80 @@ def test_csv_stray_quote_inside_a_field_fails_naming_its_line(tmp_path: Path) ->
     )
     with pytest.raises(DataError, match=r"train\.csv:3: cannot parse as csv: ',' expected"):
         read_pairs(path, _csv_config())
+
+
+def test_nulls_in_parquet_are_problems_and_integer_labels_keep_their_spelling(
+    tmp_path: Path,
+) -> None:
+    """pandas turns a missing text into NaN and an integer column with a gap into floats:
+    neither may reach training as the text "nan" or the label "1.0"."""
+    frame = pd.DataFrame(
+        {
+            "premise": ["A first text .", None, "A third text .", "A fourth text ."],
+            "hypothesis": ["Its pair .", "Its pair .", float("nan"), "Its pair ."],
+            "label": [1, 0, 1, None],
+        }
+    )
+    frame.to_parquet(tmp_path / "train.parquet")
+    config = _csv_config(format="parquet", labels={"0": "no", "1": "yes"}, positive_label="yes")
+    result = read_pairs(tmp_path / "train.parquet", config)
+    assert [(p.line, p.raw_label) for p in result.pairs] == [(1, "1")]
+    assert [(p.line, p.detail) for p in result.problems] == [
+        (2, "null value in field(s) ['premise']"),
+        (3, "null value in field(s) ['hypothesis']"),
+        (4, "null value in field(s) ['label']"),
+    ]
+
+
+def test_jsonl_texts_must_be_text(tmp_path: Path) -> None:
+    records = [
+        {"premise": ["a", "list"], "hypothesis": "Its pair .", "label": "neutral"},
+        {"premise": "A text .", "hypothesis": True, "label": "neutral"},
+        {"premise": "A text .", "hypothesis": "Its pair .", "label": "neutral"},
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    result = read_pairs(path, _csv_config(format="jsonl"))
+    assert [p.line for p in result.pairs] == [3]
+    assert [(p.line, p.detail) for p in result.problems] == [
+        (1, "expected text in field(s), got {'premise': 'list'}"),
+        (2, "expected text in field(s), got {'hypothesis': 'bool'}"),
+    ]
+
+
+def test_a_class_missing_from_train_is_refused_naming_the_split_and_class(
+    tmp_path: Path,
+) -> None:
+    frame = _three_class_frame(30)
+    frame[frame.label != "neutral"].to_csv(tmp_path / "train.csv", index=False)
+    frame.assign(premise=lambda f: f.premise + " val").to_csv(tmp_path / "val.csv", index=False)
+    frame.assign(premise=lambda f: f.premise + " test").to_csv(tmp_path / "test.csv", index=False)
+    config = _csv_config(files=DataFiles(train="train.csv", val="val.csv", test="test.csv"))
+    with pytest.raises(DataError, match=r"train.csv: the train split has no pair of .*'neutral'"):
+        prepare_data(tmp_path, tmp_path / "out", config, PrepareConfig(), word_count)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_class_too_rare_to_stratify_gets_a_data_error(tmp_path: Path) -> None:
+    frame = _three_class_frame(30)
+    rare = pd.concat([frame[frame.label != "neutral"], frame[frame.label == "neutral"].head(1)])
+    rare.to_csv(tmp_path / "train.csv", index=False)
+    frame.assign(premise=lambda f: f.premise + " test").to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(DataError, match=r"train.csv: cannot carve a stratified validation split"):
+        prepare_data(tmp_path, tmp_path / "out", _csv_config(), PrepareConfig(), word_count)
+
+
+def test_a_split_with_every_row_set_aside_says_why(tmp_path: Path, mrpc_config: DataConfig) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    bad = [BAD_ROWS["unknown_label"].replace("5\t6", f"{n}\t{n + 1}") for n in range(5, 9, 2)]
+    write_mrpc_file(raw / "msr-para-val.tsv", [], bad)
+    with pytest.raises(DataError) as raised:
+        _prepare(raw, tmp_path / "out", mrpc_config)
+    first, *shown = str(raised.value).splitlines()
+    assert first.endswith(
+        "msr-para-val.tsv: no valid val pair left; 2 invalid row(s) " "(unknown_label: 2):"
+    )
+    assert [line.split("msr-para-val.tsv:")[1] for line in shown] == [
+        "2: unknown_label: label '2' is not one of ['0', '1']",
+        "3: unknown_label: label '2' is not one of ['0', '1']",
+    ]

@@ -29,6 +29,7 @@ from pair_classifier.compress.cross_encoder import CrossEncoder, PairLogits
 from pair_classifier.compress.distillation import (
     DistillationModule,
     TeacherTargets,
+    check_distill_config,
     check_relation_config,
     distill_loaders,
     labelled_cross_entropy,
@@ -424,3 +425,25 @@ def test_relation_settings_are_checked_before_anything_runs(
         DistillConfig(keep_layers=[0], relation_heads=0)
     with pytest.raises(ConfigError, match=r"distill.relation_weight: expected 0 \(off\) or more"):
         DistillConfig(keep_layers=[0], relation_weight=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"keep_layers": [0, 2]},
+            r"distill.keep_layers: \[2\] not among the teacher's blocks 0..1",
+        ),
+        ({"hidden_layers": [0, 5]}, r"distill.hidden_layers: \[5\] not among the teacher's"),
+        ({"heads_per_layer": 3}, r"distill.heads_per_layer: expected 0 \(keep all\) to 2 "),
+        ({"ffn_channels_per_layer": 10_000}, r"distill.ffn_channels_per_layer: expected 0 "),
+    ],
+)
+def test_the_student_s_shape_is_checked_against_the_teacher_before_anything_runs(
+    tiny_model_dir: Path, change: dict, message: str
+) -> None:
+    teacher = BiEncoder.load(tiny_model_dir / BI_ENCODER_SUBDIR)
+    check_distill_config(teacher, DistillConfig(keep_layers=[0, 1], hidden_layers=[0, 1]))
+    config = DistillConfig(**({"keep_layers": [0, 1], "hidden_layers": [0, 1]} | change))
+    with pytest.raises(ConfigError, match=message):
+        check_distill_config(teacher, config)

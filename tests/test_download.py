@@ -123,3 +123,15 @@ def test_a_failed_dvc_pull_is_reported_when_no_other_source_has_the_data(
     config = dataclasses.replace(mrpc_config, shared_dir="nowhere", public_source=None)
     with pytest.raises(DataError, match=r"no data\. .*\(DVC: dvc pull failed: "):
         download_data(config)
+
+
+def test_a_source_dir_without_the_files_is_an_error_not_a_download(
+    in_tmp_dir: Path, mrpc_config: DataConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked for a folder, the user must not silently get the public data set instead."""
+    config = _published_config(in_tmp_dir, mrpc_config, monkeypatch, 12, 5)
+    partial = write_mrpc_dataset(in_tmp_dir / "mine", {"train": 6, "val": 3, "test": 3})
+    (partial / "msr-para-test.tsv").unlink()
+    with pytest.raises(DataError, match=r"mine: --source-dir lacks \['msr-para-test.tsv'\]"):
+        download_data(config, partial)
+    assert not (in_tmp_dir / config.dir).exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -28,6 +29,7 @@ from pair_classifier.config import (
     TrtConfig,
 )
 from pair_classifier.constants import BI_ENCODER_SUBDIR
+from pair_classifier.export import quantization
 from pair_classifier.export.bundle import export_bundle
 from pair_classifier.export.interface import TOKENIZER_SUBDIR, ExportError, variant_file
 from pair_classifier.export.onnx_export import optimize_onnx
@@ -44,6 +46,7 @@ from pair_classifier.export.scoring import ScoringModel
 from pair_classifier.export.tensorrt_engine import (
     EngineBuildError,
     build_trt_bundle,
+    check_profile_covers,
     engine_name,
     engine_precision,
     profile_shapes,
@@ -277,9 +280,20 @@ def test_each_side_is_padded_to_its_own_longest_text(export_dir: Path) -> None:
 
 
 def test_quantize_fails_when_accuracy_drops_beyond_the_bound(
-    export_dir: Path, tmp_path: Path
+    export_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = QuantizeConfig(calibration_size=16, calibration_batch_size=8, max_accuracy_drop=-1.0)
+    """The tiny model's int8 graphs may score as well as fp32, so the int8 graphs' scores are
+    lowered by 0.05: the stage must compare them with fp32 and stop at the 0.01 bound."""
+    real_scores = quantization.graph_scores
+
+    def worse_int8(graph: Path, *args: Any, **kwargs: Any) -> tuple[dict[str, float], Any]:
+        scores, rest = real_scores(graph, *args, **kwargs)
+        if "int8" in graph.name:
+            scores = scores | {"accuracy": scores["accuracy"] - 0.05}
+        return scores, rest
+
+    monkeypatch.setattr(quantization, "graph_scores", worse_int8)
+    config = QuantizeConfig(calibration_size=16, calibration_batch_size=8, max_accuracy_drop=0.01)
     with pytest.raises(QuantizationError, match=r"int8_dynamic: validation accuracy dropped by"):
         quantize_bundle(export_dir, tmp_path, "student", _splits(), config, 8, 1, 0)
 
@@ -309,6 +323,17 @@ def test_trt_profile_shapes_come_from_config() -> None:
         profile_shapes(TrtConfig(opt_batch=128, max_batch=64))
     with pytest.raises(EngineBuildError, match="trt.min_sequence <= trt.opt_sequence"):
         profile_shapes(TrtConfig(min_sequence=64, opt_sequence=32))
+
+
+def test_the_trt_profile_must_cover_the_model_s_texts_and_the_check_batches() -> None:
+    config = TrtConfig(max_batch=64, max_sequence=128)
+    check_profile_covers(config, max_length=128, batch_size=64)
+    with pytest.raises(EngineBuildError, match="trt.max_sequence 128 is below .*max_length 256"):
+        check_profile_covers(config, max_length=256, batch_size=32)
+    with pytest.raises(EngineBuildError, match="trt.max_batch 64 is below .*parity_batch_size 65"):
+        check_profile_covers(config, max_length=128, batch_size=65)
+    with pytest.raises(ConfigError, match=r"trt.precisions: expected one of \['fp16', 'int8'\]"):
+        TrtConfig(precisions=["fp16", "fp8"])
 
 
 def test_engine_names_carry_their_precision() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import errno
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ import pytest
 from conftest import REPO_ROOT, pairs_frame
 from typer.testing import CliRunner
 
+from pair_classifier import inference
 from pair_classifier.cli import app
 from pair_classifier.constants import (
     BI_ENCODER_SUBDIR,
@@ -31,6 +33,7 @@ from pair_classifier.export.runtime import length_order
 from pair_classifier.inference import (
     InputError,
     PairPredictor,
+    predict_file,
     read_input_pairs,
     write_predictions,
 )
@@ -82,6 +85,35 @@ def test_tsv_input_with_other_column_names(tiny_model_dir: Path, tmp_path: Path)
     assert list(pd.read_csv(output).columns[:3]) == ["label", "q1", "q2"]
 
 
+def test_named_text_columns_win_and_columns_called_text_a_or_text_b_are_kept(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.tsv"
+    frame = pairs_frame(4, 5).rename(columns={"text_a": "q1", "text_b": "q2"})
+    frame["text_a"] = ["note one", "note two", "note three", "note four"]  # data, not the text
+    frame["text_b"] = list("wxyz")
+    frame.to_csv(source, sep="\t", index=False)
+    output = tmp_path / "out.csv"
+    args = ["predict", str(tiny_model_dir), str(source), str(output)]
+    result = CliRunner().invoke(app, [*args, "--text-a", "q1", "--text-b", "q2"])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(output)
+    assert list(written.columns) == [
+        "label",
+        "q1",
+        "q2",
+        "text_a",
+        "text_b",
+        "predicted_label",
+        "probability_different",
+        "probability_same",
+    ]
+    assert written[["label", "q1", "q2", "text_a", "text_b"]].equals(frame)
+    pairs = frame[["q1", "q2"]].set_axis([TEXT_A, TEXT_B], axis=1)
+    expected = PairPredictor.load(tiny_model_dir, 8).predict_proba(pairs)[:, 1]
+    assert abs(written["probability_same"] - expected).max() < 1e-5
+
+
 def test_jsonl_keys_missing_on_some_lines_come_back_as_null_not_nan(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -113,6 +145,102 @@ def test_a_failed_write_keeps_the_old_output_and_leaves_no_staging_file(tmp_path
         write_predictions(unwritable, output)
     assert output.read_text() == "previous\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_a_failed_rename_is_named_and_keeps_the_old_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = tmp_path / "out.csv"
+    output.write_text("previous\n")
+
+    def refuse(self: Path, target: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self), str(target))
+
+    monkeypatch.setattr(Path, "replace", refuse)
+    with pytest.raises(InputError, match=r"out\.csv: cannot write: Permission denied"):
+        write_predictions(pd.DataFrame({"text_a": ["x"], "text_b": ["y"]}), output)
+    assert output.read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+def test_an_output_under_a_file_is_named_without_a_traceback(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder\n")
+    output = blocker / "out.csv"
+    result = CliRunner().invoke(app, ["predict", str(tiny_model_dir), str(EXAMPLE), str(output)])
+    assert result.exit_code == 2, result.output
+    assert f"{output}: cannot write: File exists ({blocker})" in result.output
+
+
+def test_an_unreadable_input_is_named_without_a_traceback(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text_a,text_b\nx,y\n")
+    read_bytes = Path.read_bytes
+
+    def unreadable(self: Path) -> bytes:
+        if self == source:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    output = tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["predict", str(tiny_model_dir), str(source), str(output)])
+    assert result.exit_code == 2, result.output
+    assert f"{source}: cannot read: Permission denied" in result.output
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("out.txt", r"out\.txt: unsupported file type '\.txt'"),
+        ("folder.csv", r"folder\.csv: is a folder"),
+    ],
+)
+def test_a_bad_output_path_stops_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, message: str
+) -> None:
+    (tmp_path / "folder.csv").mkdir()
+
+    def must_not_load(model: Path, batch_size: int) -> None:
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(inference, "load_predictor", must_not_load)
+    with pytest.raises(InputError, match=message):
+        predict_file(tmp_path / "model", EXAMPLE, tmp_path / name, 8, TEXT_A, TEXT_B)
+
+
+@pytest.mark.parametrize("column", ["predicted_label", "probability_same"])
+def test_input_columns_named_like_predictions_are_refused_before_scoring(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, column: str
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(f"text_a,text_b,{column}\nx,y,mine\n")
+    output = tmp_path / "out.csv"
+
+    def must_not_score(self: PairPredictor, pairs: pd.DataFrame) -> np.ndarray:
+        raise AssertionError("scored before the clash was found")
+
+    monkeypatch.setattr(PairPredictor, "predict_proba", must_not_score)
+    result = CliRunner().invoke(app, ["predict", str(tiny_model_dir), str(source), str(output)])
+    assert result.exit_code == 2, result.output
+    assert f"{source}: column(s) ['{column}'] have the names of prediction" in result.output
+    assert not output.exists()
+
+
+def test_a_column_only_prefixed_like_a_probability_is_carried(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("text_a,text_b,probability_maybe\nx,y,mine\n")
+    output = tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["predict", str(tiny_model_dir), str(source), str(output)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(output)["probability_maybe"].tolist() == ["mine"]
 
 
 def test_a_batch_size_below_one_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -155,6 +283,32 @@ def test_a_batch_size_below_one_is_refused(tiny_model_dir: Path, tmp_path: Path)
             ".jsonl",
             r"in\.jsonl:2: field",
         ),
+        # A JSON value that is not a string is refused, not scored as its Python text.
+        (
+            '{"text_a": "x", "text_b": "y"}\n{"text_a": "x", "text_b": ["a", "b"]}\n',
+            ".jsonl",
+            r"in\.jsonl:2: field 'text_b' must be a string, found an array: \[\"a\", \"b\"\]$",
+        ),
+        (
+            '{"text_a": 5, "text_b": "y"}\n',
+            ".jsonl",
+            r"in\.jsonl:1: field 'text_a' .* a number: 5$",
+        ),
+        ('\n{"text_a": "x", "text_b": true}\n', ".jsonl", r"in\.jsonl:2: .* a boolean: true$"),
+        ('{"text_a": {"k": 1}, "text_b": "y"}\n', ".jsonl", r":1: .* an object: \{\"k\": 1\}$"),
+        (
+            json.dumps({"text_a": "x", "text_b": list(range(100))}),
+            ".jsonl",
+            r":1: field 'text_b' must be a string, found an array: \[0, 1, 2, [0-9, ]+\.\.\.$",
+        ),
+        # null is empty, as a missing key is
+        ('{"text_a": null, "text_b": "y"}\n', ".jsonl", r"in\.jsonl:1: field 'text_a' is empty"),
+        # the first bad text in the file is named, whichever column it is in
+        (
+            "text_a,text_b\nx,y\nx,\n,y\n",
+            ".csv",
+            r"in\.csv:3: field 'text_b' is empty",
+        ),
     ],
 )
 def test_bad_input_is_named(tmp_path: Path, content: str, suffix: str, message: str) -> None:
@@ -171,6 +325,13 @@ def test_undecodable_bytes_are_named_by_line_and_a_bom_is_read(tmp_path: Path) -
         read_input_pairs(path)
     path.write_bytes("\ufefftext_a,text_b\nx,y\n".encode("utf-8"))
     assert read_input_pairs(path).to_dict(orient="records") == [{"text_a": "x", "text_b": "y"}]
+
+
+def test_csv_fields_are_text_as_written(tmp_path: Path) -> None:
+    """CSV has no types: a number is its characters, so it stays exactly what the file says."""
+    path = tmp_path / "in.csv"
+    path.write_text("text_a,text_b\n5,1.10\n", encoding="utf-8")
+    assert read_input_pairs(path).to_dict(orient="records") == [{"text_a": "5", "text_b": "1.10"}]
 
 
 def test_long_fields_and_unnamed_columns_are_read(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,11 +11,16 @@ import pytest
 import torch
 from conftest import pairs_frame, synthetic_pairs
 
-from pair_classifier.config import DataConfig, ModelConfig, TrainConfig
+from pair_classifier.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from pair_classifier.errors import ArtifactError
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.datamodule import PairDataset, train_sampler
-from pair_classifier.model.encoder import encoder_layers, freeze_bottom, load_tokenizer
+from pair_classifier.model.encoder import (
+    encoder_layers,
+    freeze_bottom,
+    load_encoder,
+    load_tokenizer,
+)
 from pair_classifier.model.features import pair_features, pair_features_numpy
 from pair_classifier.model.lightning_module import BiEncoderModule
 from pair_classifier.model.pooling import mean_pooling
@@ -152,8 +158,19 @@ def test_frozen_bottom_layers_get_no_gradient_and_no_update(bi_encoder: BiEncode
     assert all(not p.requires_grad for p in frozen)
     assert all(p.requires_grad for p in blocks[1].parameters())
     assert not {id(p) for p in frozen} & _optimized_parameters(module)
-    with pytest.raises(ValueError, match=f"cannot freeze {len(blocks)} of {len(blocks)} layers"):
+    with pytest.raises(
+        ConfigError, match=rf"train.freeze_bottom_layers: cannot freeze {len(blocks)} of the "
+    ):
         freeze_bottom(bi_encoder.encoder, len(blocks))
+
+
+def test_a_max_length_beyond_the_encoder_s_positions_fails_before_training(
+    tiny_model_config: ModelConfig,
+) -> None:
+    """Otherwise the first text longer than the encoder's positions fails mid-epoch."""
+    too_long = dataclasses.replace(tiny_model_config, max_length=129)  # the tiny BERT has 128
+    with pytest.raises(ConfigError, match=r"model.max_length: .* has 128 positions, got 129"):
+        load_encoder(too_long)
 
 
 def test_the_tiny_tokenizer_reads_its_words_not_unknowns(tiny_model_config: ModelConfig) -> None:

@@ -105,10 +105,31 @@ def check_relation_layer(layer: int, blocks: int) -> None:
         )
 
 
+def check_distill_config(teacher: BiEncoder, config: DistillConfig) -> None:
+    """Fail at once, not after a teacher pass or a cross-encoder's training, when the student's
+    blocks, heads or FFN channels, or the blocks it learns from, are not in the teacher."""
+    blocks = teacher.encoder.config.num_hidden_layers
+    for name in ("keep_layers", "hidden_layers"):
+        outside = [block for block in getattr(config, name) if not 0 <= block < blocks]
+        if outside:
+            raise ConfigError(
+                f"distill.{name}: {outside} not among the teacher's blocks 0..{blocks - 1}"
+            )
+    for name, available in (
+        ("heads_per_layer", teacher.encoder.config.num_attention_heads),
+        ("ffn_channels_per_layer", teacher.encoder.config.intermediate_size),
+    ):
+        if not 0 <= getattr(config, name) <= available:
+            raise ConfigError(
+                f"distill.{name}: expected 0 (keep all) to {available} (the teacher's), "
+                f"got {getattr(config, name)}"
+            )
+    check_relation_config(teacher, config)
+
+
 def check_relation_config(teacher: BiEncoder, config: DistillConfig) -> None:
-    """With relation distillation on, fail at once (not after a teacher pass or a cross-encoder's
-    training) when its teacher block does not exist or its heads cannot split the teacher's or
-    the student's projections."""
+    """With relation distillation on, fail at once when its teacher block does not exist or its
+    heads cannot split the teacher's or the student's projections."""
     if config.relation_weight <= 0:
         return
     layers = encoder_layers(teacher.encoder)

@@ -19,7 +19,7 @@ from pair_classifier.classifier import (
 from pair_classifier.compress.cross_encoder import train_cross_encoder
 from pair_classifier.compress.distillation import (
     DistillationModule,
-    check_relation_config,
+    check_distill_config,
     distill_loaders,
     importance_batches,
     make_student,
@@ -57,7 +57,7 @@ def distill_student(
 ) -> tuple[BiEncoder, FittedClassifier, dict[str, Any]]:
     """Student encoder distilled from ``teacher`` (and, by config, from a cross-encoder trained
     here first), its refitted SVM, and metrics."""
-    check_relation_config(teacher, config)
+    check_distill_config(teacher, config)
     L.seed_everything(seed, workers=True)
     if train_config.num_threads > 0:
         torch.set_num_threads(train_config.num_threads)

@@ -124,14 +124,25 @@ def download_data(config: DataConfig, shared_dir: Path | None = None) -> str:
 
     Order: already there; ``dvc pull`` when a DVC remote is configured; a copy from the shared
     drive (``shared_dir`` or ``data.shared_dir``); the public source the data config names.
+    A ``shared_dir`` the caller names (``--source-dir``) is the only source tried: asked for a
+    folder, the user must not silently get other data.
     """
     target = Path(config.dir)
     if _complete(target, config):
         return "present"
+    if shared_dir is not None:
+        if not _complete(shared_dir, config):
+            missing = [name for name in expected_files(config) if not (shared_dir / name).is_file()]
+            raise DataError(
+                f"{shared_dir}: --source-dir lacks {missing} (expected {expected_files(config)}); "
+                f"{target} left as it was"
+            )
+        _copy_from(shared_dir, target, config)
+        return f"shared drive {shared_dir}"
     pull_problem = _pull_from_dvc_remote()
     if not pull_problem and _complete(target, config):
         return "dvc remote"
-    shared = shared_dir or (Path(config.shared_dir) if config.shared_dir else None)
+    shared = Path(config.shared_dir) if config.shared_dir else None
     if shared is not None and _complete(shared, config):
         _copy_from(shared, target, config)
         return f"shared drive {shared}"

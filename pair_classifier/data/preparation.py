@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from pair_classifier.data.reading import DataError, Problem, RawPair, read_pairs
 from pair_classifier.data.validation import (
     SplitRows,
     check_rows,
+    describe_problems,
     problem_counts,
     remove_cross_split_duplicates,
     validation_error,
@@ -33,6 +35,8 @@ from pair_classifier.data.validation import (
 from pair_classifier.io_utils import replace_dir_atomically
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
+# The splits the classifier is fitted, chosen and calibrated on: each needs every class.
+CLASSES_REQUIRED_IN = ("train", "val")
 
 
 def _to_frame(rows: SplitRows, config: DataConfig) -> pd.DataFrame:
@@ -58,13 +62,40 @@ def _split_validation(
 ) -> tuple[SplitRows, SplitRows]:
     """A seeded, stratified validation split for data sets that ship without one."""
     labels = [config.labels[p.raw_label] for p in train.pairs]
-    train_pairs, val_pairs = train_test_split(
-        train.pairs,
-        test_size=prepare.val_fraction,
-        random_state=prepare.split_seed,
-        stratify=labels,
-    )
+    try:
+        train_pairs, val_pairs = train_test_split(
+            train.pairs,
+            test_size=prepare.val_fraction,
+            random_state=prepare.split_seed,
+            stratify=labels,
+        )
+    except ValueError as error:  # too few pairs, or a class too rare to stratify
+        counts = dict(Counter(labels))
+        raise DataError(
+            f"{train.file}: cannot carve a stratified validation split "
+            f"(prepare.val_fraction={prepare.val_fraction}) out of {len(labels)} valid pairs "
+            f"with class counts {counts}: {error}. Add pairs, or give data.files.val a file."
+        ) from None
     return SplitRows(train.file, _by_line(train_pairs)), SplitRows(train.file, _by_line(val_pairs))
+
+
+def _no_pair_left(file: str, split: str, problems: list[Problem], max_shown: int) -> DataError:
+    """Why a split came out empty: its file's problems, counted and the first ones shown."""
+    own = [problem for problem in problems if problem.file == file]
+    why = describe_problems(own, max_shown) if own else "the file has no data rows"
+    return DataError(f"{file}: no valid {split} pair left; {why}")
+
+
+def _require_every_class(frame: pd.DataFrame, file: str, split: str, config: DataConfig) -> None:
+    """The classifier is fitted on train and chosen and calibrated on val: a class missing from
+    either would be silently unknown to it, and its columns of probabilities shifted."""
+    counts = frame[LABEL_NAME].value_counts()
+    missing = [name for name in config.class_names if name not in counts]
+    if missing:
+        raise DataError(
+            f"{file}: the {split} split has no pair of class(es) {missing} (class counts "
+            f"{counts.to_dict()}); every class in data.labels needs pairs in train and val"
+        )
 
 
 def _length_percentiles(
@@ -135,12 +166,14 @@ def prepare_data(
     problems += cross_problems
     if problems and prepare.on_invalid == "fail":
         raise validation_error(problems, prepare.max_problems_reported)
+    for split, rows in checked.items():
+        if not rows.pairs:
+            raise _no_pair_left(rows.file, split, problems, prepare.max_problems_reported)
     if "val" not in checked:
         checked["train"], checked["val"] = _split_validation(checked["train"], config, prepare)
     frames = {split: _to_frame(checked[split], config) for split in SPLITS}
-    for split, frame in frames.items():
-        if frame.empty:
-            raise DataError(f"{files[split] or files['train']}: no valid {split} pair left")
+    for split in CLASSES_REQUIRED_IN:
+        _require_every_class(frames[split], checked[split].file, split, config)
     report = build_report(frames, rows_read, problems, config, prepare, count_tokens)
 
     def write(staging: Path) -> None:

@@ -16,14 +16,10 @@ import pandas as pd
 
 from pair_classifier.config import DataConfig
 from pair_classifier.data.records import RecordSyntaxError, delimited_records, json_lines
-from pair_classifier.errors import PairClassifierError
+from pair_classifier.errors import DataError
 
 # Lone surrogates are what `errors="surrogateescape"` turns undecodable bytes into.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
-
-
-class DataError(PairClassifierError, ValueError):
-    """A data file cannot be used at all (missing, unreadable layout, missing columns)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +43,7 @@ class Problem:
     raw: str
 
     def describe(self) -> str:
+        """``file:line: reason: detail``, the form every data error quotes."""
         return f"{self.file}:{self.line}: {self.reason}: {self.detail}"
 
 
@@ -67,6 +64,19 @@ def _shown(value: str) -> str:
     )
 
 
+def _is_null(value: Any) -> bool:
+    """None, NaN or pandas' NA: how a missing value arrives from JSON, parquet or pandas."""
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def _label_text(value: Any) -> str:
+    """The raw label as the data config's mapping spells it. An integer label column with a
+    missing value arrives from parquet as floats; ``1.0`` is the label ``1``, not ``"1.0"``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _check_columns(path: Path, found: list[str], config: DataConfig) -> None:
     wanted = [config.columns.text_a, config.columns.text_b, config.columns.label]
     missing = [column for column in wanted if column not in found]
@@ -84,10 +94,20 @@ def _row_to_pair(
     missing = [c for c in (columns.text_a, columns.text_b, columns.label) if c not in record]
     if missing:
         return Problem(str(path), line, "malformed_row", f"missing field(s) {missing}", raw)
-    values = [record[columns.text_a], record[columns.text_b], record[columns.label]]
-    if any(value is None for value in values):
-        return Problem(str(path), line, "malformed_row", "null value in a required field", raw)
-    text_a, text_b, label = (str(value) for value in values)
+    nulls = [c for c in (columns.text_a, columns.text_b, columns.label) if _is_null(record[c])]
+    if nulls:
+        return Problem(str(path), line, "malformed_row", f"null value in field(s) {nulls}", raw)
+    not_text = {
+        c: type(record[c]).__name__
+        for c in (columns.text_a, columns.text_b)
+        if not isinstance(record[c], str)
+    }
+    if not_text:
+        return Problem(
+            str(path), line, "malformed_row", f"expected text in field(s), got {not_text}", raw
+        )
+    text_a, text_b = record[columns.text_a], record[columns.text_b]
+    label = _label_text(record[columns.label])
     if any(_undecodable(value) for value in (text_a, text_b, label)):
         return Problem(
             str(path),

@@ -120,15 +120,21 @@ def remove_cross_split_duplicates(
 
 
 def problem_counts(problems: list[Problem]) -> dict[str, int]:
+    """How many problems of each reason, reasons sorted: the data report's counts."""
     return dict(sorted(Counter(p.reason for p in problems).items()))
+
+
+def describe_problems(problems: list[Problem], max_shown: int) -> str:
+    """The problems counted by reason, then the first ``max_shown`` of them, one per line."""
+    shown = "\n".join(f"  {p.describe()}" for p in problems[:max_shown])
+    more = f"\n  ... and {len(problems) - max_shown} more" if len(problems) > max_shown else ""
+    counts = ", ".join(f"{reason}: {n}" for reason, n in problem_counts(problems).items())
+    return f"{len(problems)} invalid row(s) ({counts}):\n{shown}{more}"
 
 
 def validation_error(problems: list[Problem], max_shown: int) -> DataValidationError:
     """One error that lists the first problems and counts all of them by reason."""
-    shown = "\n".join(f"  {p.describe()}" for p in problems[:max_shown])
-    more = f"\n  ... and {len(problems) - max_shown} more" if len(problems) > max_shown else ""
-    counts = ", ".join(f"{reason}: {n}" for reason, n in problem_counts(problems).items())
     return DataValidationError(
-        f"{len(problems)} invalid row(s) ({counts}):\n{shown}{more}\n"
+        f"{describe_problems(problems, max_shown)}\n"
         "Fix the data, or set prepare.on_invalid=quarantine to set these rows aside."
     )

@@ -28,6 +28,7 @@ from pair_classifier.evaluation import DECIMALS, score_predictions
 from pair_classifier.export.interface import (
     MODEL_CARD,
     OPTIMIZED,
+    SCORING_INPUTS,
     TOKENIZER_SUBDIR,
     read_model_card,
     variant_file,
@@ -256,7 +257,8 @@ def quantize_bundle(
         )[0]
 
     reference = score(fp32)
-    metrics: dict[str, Any] = {"val_fp32": reference, "calibration_pairs": config.calibration_size}
+    calibration_pairs = sum(len(batch[SCORING_INPUTS[0]]) for batch in calibration)
+    metrics: dict[str, Any] = {"val_fp32": reference, "calibration_pairs": calibration_pairs}
     for name, graph in graphs.items():
         scores = score(graph)
         bound = config.max_accuracy_drop if name in CPU_GRAPHS else math.inf
@@ -264,7 +266,7 @@ def quantize_bundle(
         invariance = batch_invariance(graph, tokenize, splits["test"], batch_size, threads)
         metrics[name] = {
             "val": scores,
-            "accuracy_drop": round(drop, 4),
+            "accuracy_drop": round(drop, DECIMALS),
             "max_abs_probability_diff_batch1_vs_batched": invariance,
             "megabytes": round(graph.stat().st_size / MEBIBYTE, 2),
         }

@@ -43,6 +43,7 @@ class ParityReport:
         return 1.0 - (self.flips - self.near_tie_flips) / self.pairs
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as the stage's metrics file records it."""
         return {
             "pairs": self.pairs,
             "max_abs_score_diff": self.max_abs_score_diff,

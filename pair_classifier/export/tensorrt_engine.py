@@ -100,6 +100,22 @@ def build_engine(graph: Path, engine: Path, precision: str, config: TrtConfig) -
     engine.write_bytes(bytes(serialized))
 
 
+def check_profile_covers(config: TrtConfig, max_length: int, batch_size: int) -> None:
+    """The engines' optimisation profile must admit every input the pipeline gives them: texts
+    of up to the model's ``max_length`` tokens in batches of ``batch_size``. Checked before
+    anything is built, not when the first long batch is refused."""
+    if max_length > config.max_sequence:
+        raise EngineBuildError(
+            f"trt.max_sequence {config.max_sequence} is below the model's max_length "
+            f"{max_length}: raise trt.max_sequence"
+        )
+    if batch_size > config.max_batch:
+        raise EngineBuildError(
+            f"trt.max_batch {config.max_batch} is below export.parity_batch_size {batch_size}, "
+            "the batches the engines are checked with: raise trt.max_batch"
+        )
+
+
 class EngineRunner:
     """Runs a serialised engine on numpy inputs, with torch CUDA tensors as buffers."""
 
@@ -119,14 +135,20 @@ class EngineRunner:
         for name in SCORING_INPUTS:
             tensor = torch.from_numpy(inputs[name]).cuda()
             keep.append(tensor)
-            self.context.set_input_shape(name, tuple(tensor.shape))
+            if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                raise EngineBuildError(
+                    f"{name}: shape {tuple(tensor.shape)} is outside the engine's optimisation "
+                    "profile (trt.min_/max_batch and trt.min_/max_sequence when it was built)"
+                )
             self.context.set_tensor_address(name, tensor.data_ptr())
         outputs = {}
         for name in SCORING_OUTPUTS:
             shape = tuple(self.context.get_tensor_shape(name))
             outputs[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
             self.context.set_tensor_address(name, outputs[name].data_ptr())
-        self.context.execute_async_v3(self.stream.cuda_stream)
+        # TensorRT reports a failed launch by its return value; the outputs would be garbage.
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise EngineBuildError("TensorRT could not run the engine (see its log above)")
         self.stream.synchronize()
         return tuple(outputs[name].cpu().numpy() for name in SCORING_OUTPUTS)
 
@@ -164,13 +186,12 @@ def build_trt_bundle(
         return record
     fp32 = onnx_dir / variant_file(model)
     card = read_model_card(fp32)
+    check_profile_covers(config, card["max_length"], batch_size)
     tokenize = PairTokenizer.load(onnx_dir / TOKENIZER_SUBDIR, card["max_length"])
     reference = run_batches(onnx_runner(fp32, threads), tokenize, pairs, batch_size)
     sources = {"fp16": fp32, "int8": quantized_dir / variant_file(model, STATIC_SYMMETRIC)}
     metrics: dict[str, Any] = {}
     for precision in config.precisions:
-        if precision not in sources:
-            raise EngineBuildError(f"trt.precisions: {precision!r} is not one of {list(sources)}")
         engine = out_dir / engine_name(model, precision)
         build_engine(sources[precision], engine, precision, config)
         report = parity(reference, run_batches(EngineRunner(engine), tokenize, pairs, batch_size))

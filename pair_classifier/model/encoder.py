@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from pair_classifier.config import ModelConfig
+from pair_classifier.config import ConfigError, ModelConfig
 
 
 def _hub_cache_holds(cache_dir: Path, model_id: str) -> bool:
@@ -53,7 +53,14 @@ def load_tokenizer(config: ModelConfig) -> PreTrainedTokenizerBase:
 def load_encoder(config: ModelConfig) -> PreTrainedModel:
     """The pretrained transformer, from the offline cache when it holds it."""
     source, kwargs = pretrained_source(config)
-    return AutoModel.from_pretrained(source, **kwargs)
+    encoder = AutoModel.from_pretrained(source, **kwargs)
+    positions = getattr(encoder.config, "max_position_embeddings", None)
+    if positions is not None and config.max_length > positions:
+        raise ConfigError(
+            f"model.max_length: {config.pretrained} has {positions} positions, "
+            f"got {config.max_length}"
+        )
+    return encoder
 
 
 def encoder_layers(encoder: PreTrainedModel) -> nn.ModuleList:
@@ -71,7 +78,10 @@ def freeze_bottom(encoder: PreTrainedModel, layers: int) -> None:
         return
     blocks = encoder_layers(encoder)
     if layers >= len(blocks):
-        raise ValueError(f"cannot freeze {layers} of {len(blocks)} layers: nothing would train")
+        raise ConfigError(
+            f"train.freeze_bottom_layers: cannot freeze {layers} of the encoder's {len(blocks)} "
+            "blocks: nothing would train"
+        )
     encoder.get_input_embeddings().requires_grad_(False)
     encoder.base_model.embeddings.requires_grad_(False)
     for block in blocks[:layers]:
