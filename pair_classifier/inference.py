@@ -31,6 +31,7 @@ from pair_classifier.constants import (
 )
 from pair_classifier.data.records import RecordSyntaxError, delimited_records, json_lines
 from pair_classifier.errors import PairClassifierError
+from pair_classifier.io_utils import replacing_file
 
 if TYPE_CHECKING:
     from pair_classifier.classifier import FittedClassifier
@@ -320,10 +321,8 @@ def write_predictions(frame: pd.DataFrame, path: Path) -> None:
     ``path``, so a failure leaves any earlier output whole. A value missing from some JSON
     lines' input is written as ``null`` (JSON has no NaN)."""
     suffix = _check_output_path(path)
-    staging = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with replacing_file(path) as staging:
             if suffix == ".jsonl":
                 present = frame.astype(object).where(frame.notna(), None)
                 with staging.open("w", encoding="utf-8") as handle:
@@ -332,9 +331,6 @@ def write_predictions(frame: pd.DataFrame, path: Path) -> None:
                         handle.write(line + "\n")
             else:
                 frame.to_csv(staging, sep=SEPARATORS[suffix], index=False)
-            staging.replace(path)
-        finally:  # inside: the folder exists, so unlinking cannot fail on a missing parent
-            staging.unlink(missing_ok=True)
     except OSError as error:
         raise InputError(f"{path}: cannot write: {_os_reason(path, error)}") from error
 

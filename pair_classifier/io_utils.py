@@ -81,10 +81,8 @@ def write_json(path: Path, data: Any) -> None:
             "write null and say why instead"
         )
     text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
+    with replacing_file(path) as staging:
+        staging.write_text(text, encoding="utf-8")
 
 
 def read_json(path: Path) -> Any:
