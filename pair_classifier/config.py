@@ -39,6 +39,15 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
 # What the training and distillation modules log, i.e. what early stopping can monitor.
 TRAIN_MONITORS = ("val_loss", "val_acc", "val_f1")
 DISTILL_MONITORS = ("val_acc", "val_f1", "val_loss", "val_mse", "val_kl", "val_ce", "val_hidden")
+# The rules every optimisation section (train, distill, distill.cross_encoder) shares.
+OPTIMISATION_RULES = {
+    "epochs": "positive",
+    "batch_size": "positive",
+    "lr": "positive",
+    "head_lr": "positive",
+    "weight_decay": "non_negative",
+    "warmup_fraction": "fraction",
+}
 SVM_GAMMAS = ("scale", "auto")
 SVM_CLASS_WEIGHTS = (None, "balanced")
 NO_ITERATION_LIMIT = -1  # libsvm's "until converged"
@@ -188,12 +197,7 @@ class TrainConfig:
         check_fields(
             "train",
             self,
-            epochs="positive",
-            batch_size="positive",
-            lr="positive",
-            head_lr="positive",
-            weight_decay="non_negative",
-            warmup_fraction="fraction",
+            **OPTIMISATION_RULES,
             gradient_clip_val="non_negative",
             swap_probability="probability",
             cosine_loss_weight="non_negative",
@@ -228,12 +232,7 @@ class CrossEncoderConfig:
         check_fields(
             "distill.cross_encoder",
             self,
-            epochs="positive",
-            batch_size="positive",
-            lr="positive",
-            head_lr="positive",
-            weight_decay="non_negative",
-            warmup_fraction="fraction",
+            **OPTIMISATION_RULES,
             max_length="positive",
         )
 
@@ -281,12 +280,7 @@ class DistillConfig:
             ffn_channels_per_layer="non_negative",
             importance_batches="positive",
             augment_copies="non_negative",
-            epochs="positive",
-            batch_size="positive",
-            lr="positive",
-            head_lr="positive",
-            weight_decay="non_negative",
-            warmup_fraction="fraction",
+            **OPTIMISATION_RULES,
             temperature="positive",
             mse_weight="non_negative",
             kl_weight="non_negative",
