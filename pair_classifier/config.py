@@ -207,13 +207,9 @@ class TrainConfig:
             checkpoint_every_n_steps="positive",
             early_stopping_patience="non_negative",
             log_every_n_steps="positive",
+            freeze_bottom_layers="non_negative",
         )
         check_choice("train", "monitor", self.monitor, TRAIN_MONITORS)
-        if self.freeze_bottom_layers < 0:
-            raise ConfigError(
-                f"train.freeze_bottom_layers: expected 0 or more blocks, "
-                f"got {self.freeze_bottom_layers}"
-            )
 
 
 @dataclass(frozen=True)
@@ -280,6 +276,7 @@ class DistillConfig:
             ffn_channels_per_layer="non_negative",
             importance_batches="positive",
             augment_copies="non_negative",
+            augment_neighbours="positive",
             **OPTIMISATION_RULES,
             temperature="positive",
             mse_weight="non_negative",
@@ -287,21 +284,17 @@ class DistillConfig:
             ce_weight="non_negative",
             hidden_weight="non_negative",
         )
+        for name in ("augment_word_dropout", "augment_replace_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(
+                    f"distill.{name}: expected a probability in [0, 1], got {getattr(self, name)}"
+                )
         monitors = DISTILL_MONITORS + (("val_relation",) if self.relation_weight > 0 else ())
         check_choice("distill", "monitor", self.monitor, monitors)
         if not self.keep_layers or any(block < 0 for block in self.keep_layers):
             raise ConfigError(
                 f"distill.keep_layers: expected teacher block indices (0 or more), "
                 f"got {self.keep_layers}"
-            )
-        for name in ("augment_word_dropout", "augment_replace_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(
-                    f"distill.{name}: expected a probability in [0, 1], got {getattr(self, name)}"
-                )
-        if self.augment_neighbours < 1:
-            raise ConfigError(
-                f"distill.augment_neighbours: expected 1 or more, got {self.augment_neighbours}"
             )
         if self.relation_weight < 0:
             raise ConfigError(
