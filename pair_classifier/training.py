@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from pair_classifier.constants import (
     LAST_CHECKPOINT,
     SPLIT_SUFFIX,
 )
+from pair_classifier.errors import PairClassifierError
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.bi_encoder import BiEncoder, BiEncoderSpec
 from pair_classifier.model.datamodule import PairDataModule
@@ -40,6 +42,12 @@ CHECKPOINT_SUFFIX = ".ckpt"
 DVCLIVE_METRICS_SUBDIR = Path("plots/metrics")
 # DVCLive files Lightning's `train_loss` (logged per step) and `val_loss` under these names.
 DVCLIVE_LOSS_FILES = {"train": "train/step/loss.tsv", "validation": "val/loss.tsv"}
+NON_FINITE_TENSORS_NAMED = 3
+
+
+class TrainingDivergedError(PairClassifierError):
+    """Training left NaN or infinite weights; raised before anything is saved over the model
+    a previous run left, so that model stays in place."""
 
 
 def last_checkpoint(checkpoint_dir: Path) -> Path:
@@ -174,9 +182,42 @@ def make_trainer(
 
 
 def load_best_weights(module: L.LightningModule, best: ModelCheckpoint) -> None:
-    """Put the weights of the best checkpoint back into ``module``."""
+    """Put the weights of the best checkpoint back into ``module``, unless training diverged.
+
+    A diverged run's weights are refused here, in the library, so no stage gets as far as
+    saving them over the previous model.
+    """
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
+    check_finite_weights(state["state_dict"], Path(best.best_model_path))
     module.load_state_dict(state["state_dict"])
+
+
+def check_finite_weights(weights: dict[str, torch.Tensor], source: Path) -> None:
+    """Raise ``TrainingDivergedError`` naming ``source`` and its first non-finite tensors."""
+    bad = [
+        name
+        for name, tensor in weights.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        named = ", ".join(bad[:NON_FINITE_TENSORS_NAMED]) + (
+            ", ..." if len(bad) > NON_FINITE_TENSORS_NAMED else ""
+        )
+        raise TrainingDivergedError(
+            f"{source}: training diverged: {len(bad)} weight tensors hold NaN or infinite "
+            f"values ({named}); nothing was saved, the previous model is kept. Lower the "
+            "learning rate or clip gradients (train.gradient_clip_val)."
+        )
+
+
+def finite_or_null(metrics: dict[str, float]) -> dict[str, Any]:
+    """``metrics`` with NaN and infinities written as ``None`` and listed under
+    ``non_finite``: JSON has no NaN, and a last epoch that diverged after the best one was
+    kept should still leave its metrics, saying which ones it could not measure."""
+    written: dict[str, Any] = {k: v if math.isfinite(v) else None for k, v in metrics.items()}
+    if non_finite := sorted(k for k, v in metrics.items() if not math.isfinite(v)):
+        written["non_finite"] = non_finite
+    return written
 
 
 def train_bi_encoder(
@@ -224,11 +265,13 @@ def train_bi_encoder(
         "fit_seconds": round(seconds, 1),
         "accelerator": accelerator,
         "precision": precision,
-    } | {
-        f"last_{key}": float(value)
-        for key, value in trainer.callback_metrics.items()
-        if key.startswith("val_")
-    }
+    } | finite_or_null(
+        {
+            f"last_{key}": float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val_")
+        }
+    )
     return bi_encoder.cpu().eval(), metrics, Path(best.best_model_path)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import pairs_frame, synthetic_pairs
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pair_classifier.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from pair_classifier.errors import ArtifactError
@@ -24,7 +25,12 @@ from pair_classifier.model.encoder import (
 from pair_classifier.model.features import pair_features, pair_features_numpy
 from pair_classifier.model.lightning_module import BiEncoderModule
 from pair_classifier.model.pooling import mean_pooling
-from pair_classifier.training import build_bi_encoder
+from pair_classifier.training import (
+    TrainingDivergedError,
+    build_bi_encoder,
+    finite_or_null,
+    load_best_weights,
+)
 
 
 def test_mean_pooling_ignores_padding() -> None:
@@ -180,3 +186,33 @@ def test_the_tiny_tokenizer_reads_its_words_not_unknowns(tiny_model_config: Mode
     text = synthetic_pairs(1, seed=1)[0][1]  # the fixture's vocabulary comes from these texts
     tokens = tokenizer.tokenize(text)
     assert tokens and tokenizer.unk_token not in tokens
+
+
+def test_diverged_weights_are_refused_and_the_module_keeps_its_own(tmp_path: Path) -> None:
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    diverged = {k: v.clone() for k, v in before.items()}
+    diverged["0.weight"][0, 1] = float("nan")
+    diverged["1.bias"][0] = float("inf")
+    checkpoint = tmp_path / "best.ckpt"
+    torch.save({"state_dict": diverged}, checkpoint)
+    best = ModelCheckpoint(dirpath=tmp_path)
+    best.best_model_path = str(checkpoint)
+    with pytest.raises(
+        TrainingDivergedError,
+        match=rf"{checkpoint}: training diverged: 2 weight tensors .* \(0.weight, 1.bias\)",
+    ):
+        load_best_weights(module, best)
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, before[name])
+    torch.save({"state_dict": before}, checkpoint)
+    load_best_weights(module, best)  # finite weights load as before
+
+
+def test_non_finite_last_metrics_are_written_as_null_and_named() -> None:
+    assert finite_or_null({"last_val_acc": 0.5, "last_val_loss": float("nan")}) == {
+        "last_val_acc": 0.5,
+        "last_val_loss": None,
+        "non_finite": ["last_val_loss"],
+    }
+    assert finite_or_null({"last_val_acc": 0.5}) == {"last_val_acc": 0.5}

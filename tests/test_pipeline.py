@@ -291,6 +291,41 @@ def test_changing_a_quantize_param_reruns_only_what_follows(project: Path) -> No
     assert stages_run(run(project, "dvc", "repro")) == ["quantize", "trt", "benchmark"]
 
 
+def _tree_digest(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in folder.rglob("*") if f.is_file()}
+
+
+def test_a_diverged_distillation_fails_and_keeps_the_previous_student(project: Path) -> None:
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["distill"] |= {"lr": 1.0e30, "head_lr": 1.0e30}  # diverges within one step
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    student, metrics = _tree_digest(project / "artifacts/student"), _tree_digest(
+        project / "metrics"
+    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "stages.distill"],
+            cwd=project,
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        params_file.write_text(original)
+    assert result.returncode == 2, result.stderr
+    assert "training diverged" in result.stderr and "previous model is kept" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _tree_digest(project / "artifacts/student") == student
+    assert _tree_digest(project / "metrics") == metrics
+    # Only its own logs and checkpoints record the failed run: DVC redoes distill alone, which
+    # gives back the same student, so nothing after it reruns.
+    assert stages_run(run(project, "dvc", "repro")) == ["distill"]
+    assert _tree_digest(project / "artifacts/student") == student
+
+
 def _wait_for_new_checkpoint(path: Path, process: subprocess.Popen, after: float) -> None:
     """Until this training (not an earlier one) has written ``path``."""
     deadline = time.monotonic() + KILL_TIMEOUT_S
