@@ -32,7 +32,7 @@ from pair_classifier.constants import (
     TEXT_B,
 )
 from pair_classifier.errors import ArtifactError, DataError, reading_artifact
-from pair_classifier.evaluation import score_predictions
+from pair_classifier.evaluation import absent_classes, score_predictions
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.features import pair_features_numpy
@@ -128,8 +128,8 @@ def fit_classifier(
     """
     positive = class_names.index(positive_label)
     for split, labels in (("train", train_labels), ("val", val_labels)):
-        missing = [name for i, name in enumerate(class_names) if not np.any(labels == i)]
-        if missing:  # the SVM would not know them, and its probability columns would shift
+        # A class missing here would be unknown to the SVM, its probability columns shifted.
+        if missing := absent_classes(labels, class_names):
             raise DataError(f"{split}: no pair of class(es) {missing} to fit the SVM on")
     grid = list(itertools.product(config.c_grid, config.class_weights))
     fitted = Parallel(n_jobs=config.threads or JOBLIB_ALL_CORES, prefer="threads")(

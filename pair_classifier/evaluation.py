@@ -38,12 +38,17 @@ def _average(class_names: list[str]) -> str:
     return "binary" if len(class_names) == 2 else "macro"
 
 
+def absent_classes(labels: np.ndarray, class_names: list[str]) -> list[str]:
+    """The classes (by name) that no label in ``labels`` (class indices) belongs to."""
+    return [name for index, name in enumerate(class_names) if not np.any(labels == index)]
+
+
 def roc_auc_undefined(y_true: np.ndarray, class_names: list[str]) -> str | None:
     """Why ROC-AUC cannot be computed on these labels, or ``None`` when it can.
 
     Binary ROC-AUC needs both classes and one-vs-rest needs every class: scikit-learn
     answers NaN otherwise, which is neither a score nor valid JSON."""
-    absent = [name for index, name in enumerate(class_names) if not np.any(y_true == index)]
+    absent = absent_classes(y_true, class_names)
     if not absent:
         return None
     return f"no pair of class {', '.join(map(repr, absent))} among the {len(y_true)} scored"

@@ -29,7 +29,12 @@ from pair_classifier.constants import (
     TEXT_A,
     TEXT_B,
 )
-from pair_classifier.data.records import RecordSyntaxError, delimited_records, json_lines
+from pair_classifier.data.records import (
+    RecordSyntaxError,
+    delimited_records,
+    is_null,
+    json_lines,
+)
 from pair_classifier.errors import PairClassifierError
 from pair_classifier.io_utils import replacing_file
 
@@ -266,7 +271,7 @@ def _text_problem(value: object) -> str | None:
     number, boolean, array or object is refused rather than scored as its Python spelling."""
     if isinstance(value, str):
         return None if value.strip() else "is empty; every pair needs two texts"
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if is_null(value):
         return "is empty; every pair needs two texts"
     kind = JSON_TYPE_NAMES.get(type(value), type(value).__name__)
     shown = json.dumps(value, ensure_ascii=False, default=str)

@@ -15,7 +15,12 @@ from typing import Any
 import pandas as pd
 
 from pair_classifier.config import DataConfig
-from pair_classifier.data.records import RecordSyntaxError, delimited_records, json_lines
+from pair_classifier.data.records import (
+    RecordSyntaxError,
+    delimited_records,
+    is_null,
+    json_lines,
+)
 from pair_classifier.errors import DataError
 
 # Lone surrogates are what `errors="surrogateescape"` turns undecodable bytes into.
@@ -64,11 +69,6 @@ def _shown(value: str) -> str:
     )
 
 
-def _is_null(value: Any) -> bool:
-    """None, NaN or pandas' NA: how a missing value arrives from JSON, parquet or pandas."""
-    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
-
-
 def _label_text(value: Any) -> str:
     """The raw label as the data config's mapping spells it. An integer label column with a
     missing value arrives from parquet as floats; ``1.0`` is the label ``1``, not ``"1.0"``."""
@@ -94,7 +94,7 @@ def _row_to_pair(
     missing = [c for c in (columns.text_a, columns.text_b, columns.label) if c not in record]
     if missing:
         return Problem(str(path), line, "malformed_row", f"missing field(s) {missing}", raw)
-    nulls = [c for c in (columns.text_a, columns.text_b, columns.label) if _is_null(record[c])]
+    nulls = [c for c in (columns.text_a, columns.text_b, columns.label) if is_null(record[c])]
     if nulls:
         return Problem(str(path), line, "malformed_row", f"null value in field(s) {nulls}", raw)
     not_text = {

@@ -10,6 +10,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
 
 # The csv module's default limit (131,072 characters) would refuse long documents.
 MAX_FIELD_CHARS = 2**31 - 1
@@ -21,6 +24,11 @@ class RecordSyntaxError(ValueError):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
         self.line = line
+
+
+def is_null(value: Any) -> bool:
+    """None, NaN or pandas' NA: how a missing value arrives from JSON, parquet or pandas."""
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
 def is_blank(fields: list[str]) -> bool:
