@@ -1,4 +1,4 @@
-"""The user's commands: `pair-classifier download-data`, `pair-classifier predict`."""
+"""The user's commands: `pair-classifier download-data`, `predict` and `results`."""
 
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -72,6 +72,45 @@ def predict(
     except PairClassifierError as error:
         _fail(error)
     typer.echo(f"{output_path}: {len(predictions)} pairs scored")
+
+
+@app.command()
+def results(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Write nothing; exit 1 naming the files that differ from what metrics/ give.",
+        ),
+    ] = False,
+    coverage_report: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A coverage.py JSON report (pytest --cov-report=json) whose totals refresh "
+            "metrics/coverage.json first.",
+        ),
+    ] = None,
+) -> None:
+    """Render docs/results.md and README.md's headline block from metrics/ and plots/."""
+    from pair_classifier.results_page import stale_files, write_results
+
+    root = Path.cwd()
+    try:
+        if check:
+            stale = stale_files(root, coverage_report)
+            if stale:
+                typer.echo(
+                    f"out of date with metrics/: {', '.join(map(str, stale))}; "
+                    "run `pair-classifier results`",
+                    err=True,
+                )
+                raise typer.Exit(1)
+            typer.echo("results up to date")
+            return
+        written = write_results(root, coverage_report)
+    except PairClassifierError as error:
+        _fail(error)
+    typer.echo(f"written: {', '.join(map(str, written))}")
 
 
 def main() -> None:

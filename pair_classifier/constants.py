@@ -41,6 +41,7 @@ ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 DOWNLOAD_TIMEOUT_S = 60  # per file of a data set's public source
 MEBIBYTE = 2**20  # sizes on disk are reported in MiB
 ENV_DVC_EXP_NAME = "DVC_EXP_NAME"
+ENV_LOG_LEVEL = "PAIR_CLASSIFIER_LOG_LEVEL"  # DEBUG, INFO (default), WARNING, ...
 
 DATA_METRICS = METRICS_DIR / "data.json"
 TRAIN_METRICS = METRICS_DIR / "train.json"
@@ -63,6 +64,9 @@ BENCHMARK_METRICS = METRICS_DIR / "benchmark.json"
 BENCHMARK_PLOTS_DIR = PLOTS_DIR / "benchmark"
 BENCHMARK_PARETO_DATA = BENCHMARK_PLOTS_DIR / "pareto.json"
 BENCHMARK_PARETO_PNG = BENCHMARK_PLOTS_DIR / "pareto.png"
+COVERAGE_METRICS = METRICS_DIR / "coverage.json"  # totals of the test run's line coverage
+RESULTS_PAGE = Path("docs/results.md")  # generated from metrics/ and plots/ by `results`
+README = Path("README.md")  # its headline block is generated too
 DVCLIVE_DISTILL_DIR = Path("dvclive/distill")
 CROSS_ENCODER_SUBDIR = "cross_encoder"  # its checkpoints and DVCLive logs, inside distill's
 STUDENT_CHECKPOINT_SUBDIR = "student"  # beside the cross-encoder's, in distill's checkpoints

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pair_classifier.logs import configure_logging
+
 USER_ERROR_EXIT_CODE = 2
 
 
@@ -20,6 +22,11 @@ class DataError(PairClassifierError, ValueError):
 
 class ArtifactError(PairClassifierError):
     """A saved model, classifier or export is missing a file or cannot be read."""
+
+
+class InputError(PairClassifierError, ValueError):
+    """A file given to ``predict`` (the input, or the output path) is unusable; the message
+    names the file and, for the input, the line and field."""
 
 
 @contextmanager
@@ -36,7 +43,9 @@ def reading_artifact(path: Path, expected: str) -> Iterator[None]:
 
 
 def exit_on_user_error(main: Callable[[], None]) -> None:
-    """Run a command; on a ``PairClassifierError`` print its message and exit with code 2."""
+    """Run a stage's main with logging set up; on a ``PairClassifierError`` print its message
+    and exit with code 2."""
+    configure_logging()
     try:
         main()
     except PairClassifierError as error:

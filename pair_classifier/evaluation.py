@@ -1,12 +1,12 @@
-"""Scoring predictions and drawing the plots DVC and humans read."""
+"""Scoring predictions: the scores, confusion matrix and curve points the metrics and plot data
+files hold. Drawing them is ``plots``'s job, so scoring needs no matplotlib."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure  # the object API needs no GUI backend
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -19,16 +19,9 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from pair_classifier.io_utils import replace_dir_atomically, replacing_file, write_json
+logger = logging.getLogger(__name__)
 
 DECIMALS = 4
-PLOT_DPI = 120
-CONFUSION_DATA = "confusion.json"
-ROC_DATA = "roc.json"
-PR_DATA = "precision_recall.json"
-CONFUSION_PNG = "confusion_matrix.png"
-ROC_PNG = "roc.png"
-PR_PNG = "precision_recall.png"
 # Metrics-file keys that say why a score or the curves are missing (the score itself is null).
 ROC_AUC_UNDEFINED = "roc_auc_undefined"
 CURVES_SKIPPED = "curves_skipped"
@@ -161,102 +154,3 @@ def confusion_rows(
 ) -> list[dict[str, str]]:
     """One row per pair, the shape DVC's confusion template reads."""
     return [{"actual": class_names[a], "predicted": class_names[p]} for a, p in zip(y_true, y_pred)]
-
-
-def save_confusion_png(report: dict[str, Any], class_names: list[str], path: Path) -> None:
-    """The confusion matrix as a PNG, counts written in the cells."""
-    matrix = np.array(
-        [[report["confusion_matrix"][a][p] for p in class_names] for a in class_names]
-    )
-    figure = Figure(figsize=(4.5, 4))
-    axes = figure.subplots()
-    axes.imshow(matrix, cmap="Blues")
-    for (i, j), value in np.ndenumerate(matrix):
-        axes.text(j, i, str(value), ha="center", va="center")
-    axes.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
-    axes.set_yticks(range(len(class_names)), class_names)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("actual")
-    axes.set_title(f"accuracy {report['accuracy']:.3f}, F1 {report['f1']:.3f}")
-    save_figure(figure, path)
-
-
-def save_curve_png(points: list[dict[str, float]], x: str, y: str, title: str, path: Path) -> None:
-    """One curve (ROC, precision-recall) as a PNG beside its DVC plot data."""
-    figure = Figure(figsize=(4.5, 4))
-    axes = figure.subplots()
-    axes.plot([p[x] for p in points], [p[y] for p in points])
-    axes.set_xlabel(x)
-    axes.set_ylabel(y)
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    save_figure(figure, path)
-
-
-def save_loss_png(curves: dict[str, list[tuple[float, float]]], path: Path) -> None:
-    """Loss curves (step, value) of training and validation."""
-    figure = Figure(figsize=(6, 4))
-    axes = figure.subplots()
-    for name, points in curves.items():
-        if points:
-            steps, values = zip(*points)
-            axes.plot(steps, values, label=name, marker="o" if len(points) < 20 else None)
-    axes.set_xlabel("step")
-    axes.set_ylabel("loss")
-    axes.legend()
-    axes.grid(alpha=0.3)
-    save_figure(figure, path)
-
-
-def save_figure(figure: Figure, path: Path) -> None:
-    """Write a matplotlib figure through a temporary file and an atomic rename, so a failed
-    save never leaves a truncated PNG behind; the folder is created if needed."""
-    figure.tight_layout()
-    with replacing_file(path) as staging:
-        figure.savefig(staging, dpi=PLOT_DPI)
-
-
-def write_evaluation(
-    y_true: np.ndarray,
-    probabilities: np.ndarray,
-    class_names: list[str],
-    positive_index: int,
-    roc_points: int,
-    plots_dir: Path,
-) -> dict[str, Any]:
-    """Metrics report, DVC plot data (JSON) and PNG copies for one evaluated split.
-
-    ``plots_dir`` (the evaluate stage's own DVC output) is filled in a staging folder and
-    swapped in whole, so a failure part-way leaves the previous plots, not a mix. Curves that
-    do not exist (see ``curves_undefined``) are left out, their reason put in the report:
-    ``dvc plots show`` reports a missing file as missing, while an empty list trips its
-    converter into an opaque 'NoneType' warning.
-    """
-    y_pred = probabilities.argmax(axis=1)
-    report = evaluation_report(y_true, y_pred, probabilities, class_names, positive_index)
-    skipped = curves_undefined(y_true, class_names, positive_index)
-    if skipped is not None:
-        report[CURVES_SKIPPED] = f"ROC and precision-recall curves not written: {skipped}"
-
-    def write(staging: Path) -> None:
-        write_json(staging / CONFUSION_DATA, confusion_rows(y_true, y_pred, class_names))
-        save_confusion_png(report, class_names, staging / CONFUSION_PNG)
-        if skipped is not None:
-            return
-        curves = curve_data(y_true, probabilities, positive_index, roc_points)
-        write_json(staging / ROC_DATA, curves["roc"])
-        write_json(staging / PR_DATA, curves["precision_recall"])
-        # None in one-vs-rest when a class other than the positive one is absent.
-        auc = report["roc_auc"]
-        auc_text = "undefined" if auc is None else f"{auc:.3f}"
-        save_curve_png(curves["roc"], "fpr", "tpr", f"ROC (AUC {auc_text})", staging / ROC_PNG)
-        save_curve_png(
-            curves["precision_recall"],
-            "recall",
-            "precision",
-            "Precision-recall",
-            staging / PR_PNG,
-        )
-
-    replace_dir_atomically(plots_dir, write)
-    return report

@@ -11,25 +11,30 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
+import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import pandas as pd
 import torch
+import yaml
 from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 
-from pair_classifier.config import DataConfig, ModelConfig, TrainConfig
+from pair_classifier.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from pair_classifier.constants import (
     BEST_CHECKPOINT,
     CHECKPOINT_STATE,
+    DVC_YAML_FILE,
     LAST_CHECKPOINT,
-    SPLIT_SUFFIX,
+    PARAMS_FILE,
 )
 from pair_classifier.errors import PairClassifierError
 from pair_classifier.io_utils import read_json, write_json
@@ -37,12 +42,24 @@ from pair_classifier.model.bi_encoder import BiEncoder, BiEncoderSpec
 from pair_classifier.model.datamodule import PairDataModule
 from pair_classifier.model.encoder import load_encoder, load_tokenizer
 from pair_classifier.model.lightning_module import BiEncoderModule
+from pair_classifier.model.progress_log import ProgressLog
 
 CHECKPOINT_SUFFIX = ".ckpt"
 DVCLIVE_METRICS_SUBDIR = Path("plots/metrics")
 # DVCLive files Lightning's `train_loss` (logged per step) and `val_loss` under these names.
 DVCLIVE_LOSS_FILES = {"train": "train/step/loss.tsv", "validation": "val/loss.tsv"}
+# Curves DVCLive logs, copied as small JSON files into plots/train (kept in git, as the metrics
+# are), so `dvc plots show` and `dvc plots diff` work on a fresh clone: file -> (DVCLive file,
+# column of the value).
+CURVE_FILES = {
+    "train_loss.json": ("train/step/loss.tsv", "loss"),
+    "val_loss.json": ("val/loss.tsv", "loss"),
+    "val_acc.json": ("val/acc.tsv", "acc"),
+}
+CURVE_STEP = "step"
 NON_FINITE_TENSORS_NAMED = 3
+BYTECODE_CACHE = "__pycache__"  # rebuilt by Python at will: not part of a stage's code
+_INTERPOLATION = re.compile(r"\$\{([^}]+)\}")  # dvc.yaml's ${key} in a dep path
 
 
 class TrainingDivergedError(PairClassifierError):
@@ -76,23 +93,62 @@ class TrainingRun:
         )
 
 
+def _param_value(params: Mapping[str, Any], key: str, where: str) -> Any:
+    """The value at dotted ``key`` of params.yaml (``model`` is a whole section)."""
+    value: Any = params
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise ConfigError(f"{where}: lists param {key!r}, which {PARAMS_FILE} does not hold")
+        value = value[part]
+    return value
+
+
+def _param_keys(entries: list[Any], where: str) -> list[str]:
+    """The params.yaml keys a dvc.yaml ``params:`` list names (``k`` or ``{params.yaml: [k]}``)."""
+    keys: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            keys.append(entry)
+        elif isinstance(entry, Mapping) and set(entry) == {str(PARAMS_FILE)}:
+            keys += list(entry[str(PARAMS_FILE)])
+        else:
+            raise ConfigError(f"{where}: params entry {entry!r} is not a key of {PARAMS_FILE}")
+    return keys
+
+
+def _hash_dep(digest: Any, path: Path, where: str) -> None:
+    """Every file under ``path`` (names and bytes, in a fixed order), bytecode caches left out."""
+    if not path.exists():
+        raise ConfigError(f"{where}: dependency {path} not found")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if BYTECODE_CACHE in file.parts:
+            continue
+        digest.update(f"{file.as_posix()}\0{file.stat().st_size}\0".encode())
+        digest.update(file.read_bytes())
+
+
 def training_fingerprint(
-    prepared_dir: Path, model: ModelConfig, train: TrainConfig, data: DataConfig, seed: int
+    stage: str, params: Mapping[str, Any], dvc_yaml: Path = DVC_YAML_FILE
 ) -> str:
-    """Identity of a training: configs, seed and the exact prepared data."""
-    digest = hashlib.sha256(
-        json.dumps(
-            {
-                "model": asdict(model),
-                "train": asdict(train),
-                "labels": data.class_names,
-                "seed": seed,
-            },
-            sort_keys=True,
-        ).encode()
-    )
-    for split in ("train", "val"):
-        digest.update((prepared_dir / f"{split}{SPLIT_SUFFIX}").read_bytes())
+    """Identity of a training: everything ``dvc.yaml`` says ``stage`` depends on, that is the
+    value of every param it lists and the content of every dep (prepared data and code).
+
+    Read from the stage's own definition, so a setting added to the stage (``data.symmetric``,
+    ``data.positive_label``, ...) is part of the identity without this code naming it: after a
+    kill, a changed setting starts afresh instead of resuming the old ``last.ckpt``.
+    """
+    where = f"{dvc_yaml}: stage {stage!r}"
+    stages = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")).get("stages", {})
+    if stage not in stages:
+        raise ConfigError(f"{where} not found")
+    definition = stages[stage]
+    keys = _param_keys(definition.get("params", []), where)
+    values = {key: _param_value(params, key, where) for key in keys}
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode())
+    for dep in definition.get("deps", []):
+        resolved = _INTERPOLATION.sub(lambda m: str(_param_value(params, m[1], where)), dep)
+        _hash_dep(digest, Path(resolved), where)
     return digest.hexdigest()
 
 
@@ -175,7 +231,9 @@ def make_trainer(
             last,
             EarlyStopping(monitor=monitor, mode=mode, patience=train.early_stopping_patience),
             LearningRateMonitor(logging_interval="step"),
+            *([] if sys.stderr.isatty() else [ProgressLog()]),
         ],
+        enable_progress_bar=sys.stderr.isatty(),
         default_root_dir=checkpoint_dir,
     )
     return trainer, best
@@ -302,3 +360,22 @@ def loss_curves(dvclive_dir: Path) -> dict[str, list[tuple[float, float]]]:
             frame = pd.read_csv(path, sep="\t")
             curves[name] = list(zip(frame["step"], frame["loss"]))
     return curves
+
+
+def write_curve_data(dvclive_dir: Path, out_dir: Path) -> list[Path]:
+    """Copy the curves DVCLive logged (step and value; not its wall-clock timestamps, which
+    would make every rerun a diff) to ``out_dir`` as JSON; a value that is not finite is
+    written as null. Returns the files written."""
+    written = []
+    for name, (relative, column) in CURVE_FILES.items():
+        source = dvclive_dir / DVCLIVE_METRICS_SUBDIR / relative
+        if not source.is_file():
+            continue
+        frame = pd.read_csv(source, sep="\t")
+        rows = [
+            {CURVE_STEP: int(step), column: float(value) if math.isfinite(value) else None}
+            for step, value in zip(frame[CURVE_STEP], frame[column])
+        ]
+        write_json(out_dir / name, rows)
+        written.append(out_dir / name)
+    return written

@@ -1,5 +1,6 @@
 """Stage distill: a smaller, pruned student distilled from the teacher, with its own SVM."""
 
+import logging
 from pathlib import Path
 
 from pair_classifier.compress.student import distill_student
@@ -31,12 +32,20 @@ from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.tracking import log_artifacts, log_metrics, stage_run, tracking_uri
 from pair_classifier.training import training_loggers
 
+logger = logging.getLogger(__name__)
+
 
 def main() -> None:
     """Build and distil the student, then swap it in with its SVM as one folder."""
     params = read_params()
     tracking = section(params, "tracking", TrackingConfig)
     distill = section(params, "distill", DistillConfig)
+    logger.info(
+        "Start: distilling a student from %s (logits of the %s) on %s",
+        TEACHER_DIR,
+        distill.teacher,
+        PREPARED_DIR,
+    )
     with stage_run("distill", params, tracking) as run_id:
         loggers = training_loggers(DVCLIVE_DISTILL_DIR, False, run_id, tracking_uri(tracking))
         cross_loggers = (
@@ -69,6 +78,14 @@ def main() -> None:
         write_json(DISTILL_METRICS, metrics)
         log_metrics(metrics, "distill.")
         log_artifacts(STUDENT_DIR, "model/student")
+    logger.info(
+        "Done: student of %d parameters (teacher %d), validation accuracy %s; wrote %s, %s",
+        metrics["student_parameters"],
+        metrics["teacher_parameters"],
+        metrics["classifier"]["val"]["accuracy"],
+        STUDENT_DIR,
+        DISTILL_METRICS,
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage quantize: int8 student graphs (dynamic for CPU, calibrated static QDQ for serving)."""
 
+import logging
 from pathlib import Path
 
 from pair_classifier.config import (
@@ -24,12 +25,20 @@ from pair_classifier.export.quantization import quantize_bundle
 from pair_classifier.io_utils import replace_dir_atomically, write_json
 from pair_classifier.tracking import log_artifacts, log_metrics, stage_run
 
+logger = logging.getLogger(__name__)
+
 
 def main() -> None:
     """Quantise the student graph and check its accuracy and batch invariance."""
     params = read_params()
     config = section(params, "quantize", QuantizeConfig)
     export = section(params, "export", ExportConfig)
+    logger.info(
+        "Start: int8 variants of %s in %s, calibrated on %d training pairs",
+        DEPLOYED_MODEL,
+        ONNX_DIR,
+        config.calibration_size,
+    )
     with stage_run("quantize", params, section(params, "tracking", TrackingConfig)):
         splits = {split: load_split(PREPARED_DIR, split) for split in SPLITS}
         metrics: dict = {}
@@ -52,6 +61,15 @@ def main() -> None:
         write_json(QUANTIZE_METRICS, metrics)
         log_metrics(metrics, "quantize.")
         log_artifacts(QUANTIZED_DIR, "quantized")
+    serving = metrics[config.serving_variant]
+    logger.info(
+        "Done: serving variant %s, validation accuracy %s (drop %s); wrote %s, %s",
+        config.serving_variant,
+        serving["val"]["accuracy"],
+        serving["accuracy_drop"],
+        QUANTIZED_DIR,
+        QUANTIZE_METRICS,
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import composed
 
 from pair_classifier.classifier import FittedClassifier, fit_classifier, predict
 from pair_classifier.config import ClassifierConfig
@@ -22,7 +23,7 @@ def _blobs(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit(kind: str = "linear") -> FittedClassifier:
-    config = ClassifierConfig(kind=kind, c_grid=[0.001, 1.0])
+    config = composed("classifier", ClassifierConfig, f"classifier={kind}_svm", c_grid=[0.001, 1.0])
     (x, y), (vx, vy) = _blobs(200, 0), _blobs(80, 1)
     return fit_classifier(x, y, vx, vy, config, CLASSES, "paraphrase", seed=0)
 
@@ -32,7 +33,9 @@ def test_selects_c_on_validation_and_separates_classes() -> None:
     assert classifier.report["selected"] in classifier.report["grid"]
     assert set(classifier.report["grid"]) == {
         "C0.001_unweighted",
+        "C0.001_balanced",
         "C1.0_unweighted",
+        "C1.0_balanced",
     }
     assert classifier.report["val"]["accuracy"] > 0.9
     labels, probabilities = predict(classifier, _blobs(50, 2)[0])
@@ -61,7 +64,7 @@ def test_grid_fitted_in_threads_matches_one_at_a_time() -> None:
             y,
             vx,
             vy,
-            ClassifierConfig(kind="rbf", c_grid=[0.1, 1.0, 10.0], threads=threads),
+            composed("classifier", ClassifierConfig, "classifier=rbf_svm", threads=threads),
             CLASSES,
             "paraphrase",
             seed=0,
@@ -76,7 +79,8 @@ def test_a_class_without_pairs_is_refused_not_silently_dropped() -> None:
     column after the missing class would be read as the wrong class."""
     (x, y), (vx, vy) = _blobs(200, 0), _blobs(80, 1)
     three = [*CLASSES, "unrelated"]
+    composed_svm = composed("classifier", ClassifierConfig, c_grid=[1.0])
     with pytest.raises(DataError, match=r"train: no pair of class\(es\) \['unrelated'\]"):
-        fit_classifier(x, y, vx, vy, ClassifierConfig(c_grid=[1.0]), three, "paraphrase", seed=0)
+        fit_classifier(x, y, vx, vy, composed_svm, three, "paraphrase", seed=0)
     with pytest.raises(DataError, match=r"val: no pair of class\(es\) \['paraphrase'\]"):
-        fit_classifier(x, y, vx, 0 * vy, ClassifierConfig(c_grid=[1.0]), CLASSES, "paraphrase", 0)
+        fit_classifier(x, y, vx, 0 * vy, composed_svm, CLASSES, "paraphrase", 0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, pairs_frame
+from helpers import REPO_ROOT, pairs_frame
 from typer.testing import CliRunner
 
 from pair_classifier import inference
@@ -29,14 +29,11 @@ from pair_classifier.constants import (
     TEXT_A,
     TEXT_B,
 )
+from pair_classifier.errors import InputError
 from pair_classifier.export.runtime import length_order
-from pair_classifier.inference import (
-    InputError,
-    PairPredictor,
-    predict_file,
-    read_input_pairs,
-    write_predictions,
-)
+from pair_classifier.inference import predict_file
+from pair_classifier.prediction_files import read_input_pairs, write_predictions
+from pair_classifier.predictor import PairPredictor
 
 EXAMPLE = REPO_ROOT / "examples" / "pairs.jsonl"
 
@@ -406,13 +403,11 @@ def test_a_damaged_model_folder_is_named(
     assert re.search(message, _predict_keeps_output(model, tmp_path))
 
 
-def test_a_damaged_graph_or_tokenizer_is_named(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from pair_classifier.config import ExportConfig
-    from pair_classifier.export.bundle import export_bundle
+def test_a_damaged_graph_or_tokenizer_is_named(
+    tiny_model_dir: Path, export_dir: Path, tmp_path: Path
+) -> None:
 
-    export_bundle(
-        {"student": tiny_model_dir}, tmp_path / "onnx", pairs_frame(8, 1), ExportConfig(threads=1)
-    )
+    shutil.copytree(export_dir, tmp_path / "onnx")
     graph = tmp_path / "onnx" / "student.onnx"
     tokenizer = tmp_path / "onnx" / "tokenizer" / "tokenizer.json"
     tokenizer.write_bytes(b"{truncat")
@@ -444,16 +439,11 @@ def test_inference_imports_neither_lightning_nor_dvc() -> None:
 
 
 def test_predict_with_an_exported_graph_matches_pytorch(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, export_dir: Path, tmp_path: Path
 ) -> None:
-    from pair_classifier.config import ExportConfig
-    from pair_classifier.export.bundle import export_bundle
 
-    export_bundle(
-        {"student": tiny_model_dir}, tmp_path / "onnx", pairs_frame(8, 1), ExportConfig(threads=1)
-    )
     output = tmp_path / "onnx.csv"
-    args = ["predict", str(tmp_path / "onnx/student.onnx"), str(EXAMPLE), str(output)]
+    args = ["predict", str(export_dir / "student.onnx"), str(EXAMPLE), str(output)]
     assert CliRunner().invoke(app, args).exit_code == 0
     reference = PairPredictor.load(tiny_model_dir, 8).predict(pd.read_json(EXAMPLE, lines=True))
     exported = pd.read_csv(output)
@@ -462,20 +452,15 @@ def test_predict_with_an_exported_graph_matches_pytorch(
 
 
 def test_a_graph_scores_length_sorted_batches_and_answers_in_input_order(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, export_dir: Path
 ) -> None:
-    from pair_classifier.config import ExportConfig
-    from pair_classifier.export.bundle import export_bundle
-    from pair_classifier.inference import OnnxPairPredictor
+    from pair_classifier.export.onnx_predictor import OnnxPairPredictor
 
-    export_bundle(
-        {"student": tiny_model_dir}, tmp_path / "onnx", pairs_frame(8, 1), ExportConfig(threads=1)
-    )
     frame = pairs_frame(24, 7)
     frame[TEXT_A] = [" ".join([text] * (1 + i % 3)) for i, text in enumerate(frame[TEXT_A])]
     # one word the tiny vocabulary lacks: many characters, one token; characters would mislead
     frame[TEXT_B] = ["z" * 60 if i % 4 == 0 else text for i, text in enumerate(frame[TEXT_B])]
-    predictor = OnnxPairPredictor(tmp_path / "onnx/student.onnx", batch_size=4, threads=1)
+    predictor = OnnxPairPredictor(export_dir / "student.onnx", batch_size=4, threads=1)
     run, token_ids = predictor.run, predictor.tokenize.token_ids
     widths, texts_tokenised = [], []
 
@@ -519,8 +504,8 @@ def test_a_graph_scores_length_sorted_batches_and_answers_in_input_order(
 
 def test_onnx_inference_needs_no_torch() -> None:
     code = (
-        "import sys, pair_classifier.inference as i, pair_classifier.export.runtime, "
-        "pair_classifier.export.tokenization; print('torch' in sys.modules)"
+        "import sys, pair_classifier.inference, pair_classifier.export.onnx_predictor, "
+        "pair_classifier.prediction_files; print('torch' in sys.modules)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import composed
 
 from pair_classifier.config import TrackingConfig
 from pair_classifier.constants import CHECKPOINTS_DIR, PREPARED_DIR, SPLIT_SUFFIX
@@ -35,16 +36,18 @@ def test_unreachable_server_fails_fast_with_a_clear_message(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     started = time.perf_counter()
     with pytest.raises(TrackingUnavailable, match=rf"MLflow tracking server {uri} is unreachable"):
-        with stage_run("prepare", {}, TrackingConfig(server_timeout_s=2)):
+        with stage_run("prepare", {}, composed("tracking", TrackingConfig, server_timeout_s=2)):
             pytest.fail("the stage body must not run")
     assert time.perf_counter() - started < 10
 
 
 def test_environment_wins_then_config_then_embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert tracking_uri(TrackingConfig(default_store="x.db")).endswith("/x.db")
-    assert tracking_uri(TrackingConfig(tracking_uri="http://h:1")) == "http://h:1"
+    embedded = composed("tracking", TrackingConfig, default_store="x.db")
+    assert tracking_uri(embedded).endswith("/x.db")
+    configured = composed("tracking", TrackingConfig, tracking_uri="http://h:1")
+    assert tracking_uri(configured) == "http://h:1"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://h:2")
-    assert tracking_uri(TrackingConfig(tracking_uri="http://h:1")) == "http://h:2"
+    assert tracking_uri(configured) == "http://h:2"
 
 
 def test_sqlite_store_needs_no_check() -> None:
@@ -68,7 +71,7 @@ def test_embed_train_keeps_its_checkpoints_when_tracking_is_unreachable(
     in_tmp_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Checkpoints are not in DVC's cache: nothing may clear them before the run can be tracked."""
-    from conftest import REPO_ROOT
+    from helpers import REPO_ROOT
 
     from stages import embed_train
 

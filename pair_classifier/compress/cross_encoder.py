@@ -26,11 +26,11 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from pair_classifier.compress.optim import adamw_with_linear_warmup
 from pair_classifier.config import CrossEncoderConfig, ModelConfig, TrainConfig
 from pair_classifier.constants import TEXT_A, TEXT_B
 from pair_classifier.model.datamodule import Example, PairDataset, train_sampler
 from pair_classifier.model.encoder import load_encoder, load_tokenizer
+from pair_classifier.model.optim import adamw_with_linear_warmup
 from pair_classifier.model.pooling import mean_pooling
 from pair_classifier.training import load_best_weights, make_trainer
 

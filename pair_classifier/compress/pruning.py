@@ -1,44 +1,29 @@
-"""Structured pruning of a BERT-style encoder: whole layers, attention heads, FFN channels.
+"""Choosing what to prune from a BERT-style encoder: whole layers, attention heads, FFN channels.
 
 Structured means the saved weights really shrink (fewer rows and columns), so the student is
-smaller and faster everywhere, not just sparse. Head and channel importance is the first-order
-Taylor estimate of Michel et al. (2019): the magnitude of the loss gradient with respect to a
-gate multiplying each head's (channel's) output, accumulated over training batches.
+smaller and faster everywhere, not just sparse. The cutting itself lives in
+``pair_classifier.model.encoder_shape``, since loading a pruned encoder needs it too; this module
+chooses what to cut. Head and channel importance is the first-order Taylor estimate of Michel
+et al. (2019): the magnitude of the loss gradient with respect to a gate multiplying each head's
+(channel's) output, accumulated over training batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from pair_classifier.model.encoder import encoder_layers
-
-
-@dataclass(frozen=True)
-class EncoderShape:
-    """What differs from the pretrained config after pruning: per layer, heads and FFN width."""
-
-    heads: list[int]
-    ffn_channels: list[int]
-
-
-def head_size(encoder: PreTrainedModel) -> int:
-    """Width of one attention head; pruning keeps it and drops whole heads."""
-    return encoder.config.hidden_size // encoder.config.num_attention_heads
-
-
-def current_shape(encoder: PreTrainedModel) -> EncoderShape:
-    """Heads and FFN channels each layer has now (after any pruning)."""
-    size = head_size(encoder)
-    layers = encoder_layers(encoder)
-    return EncoderShape(
-        heads=[layer.attention.self.query.out_features // size for layer in layers],
-        ffn_channels=[layer.intermediate.dense.out_features for layer in layers],
-    )
+from pair_classifier.model.encoder_shape import (
+    EncoderShape,
+    current_shape,
+    head_size,
+    prune_ffn,
+    prune_heads,
+)
 
 
 def keep_layers(encoder: PreTrainedModel, keep: list[int]) -> None:
@@ -50,45 +35,6 @@ def keep_layers(encoder: PreTrainedModel, keep: list[int]) -> None:
     for index, layer in enumerate(encoder.encoder.layer):
         layer.attention.self.layer_idx = index
     encoder.config.num_hidden_layers = len(keep)
-
-
-def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
-    """A smaller copy of ``linear`` keeping rows (dim 0: outputs) or columns (dim 1: inputs)."""
-    weight = linear.weight.detach().index_select(dim, index).clone()
-    bias = linear.bias.detach().clone() if linear.bias is not None else None
-    if dim == 0 and bias is not None:
-        bias = bias.index_select(0, index).clone()
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    new.weight = nn.Parameter(weight)
-    if bias is not None:
-        new.bias = nn.Parameter(bias)
-    return new
-
-
-def prune_heads(layer: nn.Module, keep: list[int], size: int) -> None:
-    """Keep the listed attention heads of one block (query/key/value rows, output columns)."""
-    index = torch.tensor([h * size + i for h in sorted(keep) for i in range(size)])
-    attention = layer.attention.self
-    for name in ("query", "key", "value"):
-        setattr(attention, name, _slice_linear(getattr(attention, name), index, 0))
-    layer.attention.output.dense = _slice_linear(layer.attention.output.dense, index, 1)
-    attention.num_attention_heads = len(keep)
-    attention.all_head_size = len(keep) * size
-
-
-def prune_ffn(layer: nn.Module, keep: list[int]) -> None:
-    """Keep the listed FFN channels of one block (intermediate rows, output columns)."""
-    index = torch.tensor(sorted(keep))
-    layer.intermediate.dense = _slice_linear(layer.intermediate.dense, index, 0)
-    layer.output.dense = _slice_linear(layer.output.dense, index, 1)
-
-
-def reshape_to(encoder: PreTrainedModel, shape: EncoderShape) -> None:
-    """Give a freshly built encoder the pruned shape, so saved pruned weights load into it."""
-    size = head_size(encoder)
-    for layer, heads, channels in zip(encoder_layers(encoder), shape.heads, shape.ffn_channels):
-        prune_heads(layer, list(range(heads)), size)
-        prune_ffn(layer, list(range(channels)))
 
 
 def gate_importance(

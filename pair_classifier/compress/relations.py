@@ -44,6 +44,15 @@ def captured_projections(block: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
             handle.remove()
 
 
+def check_relation_layer(layer: int, blocks: int) -> None:
+    """``distill.relation_layer`` must name one of the teacher's ``blocks`` blocks."""
+    if not -blocks <= layer < blocks:
+        raise ConfigError(
+            f"distill.relation_layer {layer}: the teacher's blocks are 0..{blocks - 1} "
+            f"(or -{blocks}..-1, counting from the last)"
+        )
+
+
 def check_relation_width(width: int, heads: int, whose: str) -> None:
     """Fail before any training when ``heads`` cannot split a ``width`` evenly."""
     if width % heads:

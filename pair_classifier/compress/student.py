@@ -1,13 +1,20 @@
-"""The distill stage's work: build, distill and save the student with its own SVM."""
+"""The distill stage's work: build, distill and save the student with its own SVM.
+
+Student: the teacher's encoder cut to ``distill.keep_layers``, then its least important heads and
+FFN channels pruned away (structured), ranked on a few labelled training batches.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.loggers import Logger
 
 from pair_classifier.classifier import (
@@ -17,13 +24,9 @@ from pair_classifier.classifier import (
     pair_feature_matrix,
 )
 from pair_classifier.compress.cross_encoder import train_cross_encoder
-from pair_classifier.compress.distillation import (
-    DistillationModule,
-    check_distill_config,
-    distill_loaders,
-    importance_batches,
-    make_student,
-)
+from pair_classifier.compress.distillation import DistillationModule, check_distill_config
+from pair_classifier.compress.distillation_data import distill_loaders, importance_batches
+from pair_classifier.compress.pruning import gate_importance, keep_layers, prune_by_importance
 from pair_classifier.config import (
     ClassifierConfig,
     DataConfig,
@@ -35,6 +38,39 @@ from pair_classifier.constants import CROSS_ENCODER_SUBDIR, STUDENT_CHECKPOINT_S
 from pair_classifier.data.preparation import load_split
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.training import load_best_weights, make_trainer
+
+
+def make_student(teacher: BiEncoder, config: DistillConfig, batches: list[dict]) -> BiEncoder:
+    """Copy the teacher, cut its layers, prune heads and FFN channels by importance."""
+    student = copy.deepcopy(teacher).float().train()
+    keep_layers(student.encoder, list(config.keep_layers))
+    heads = config.heads_per_layer
+    ffn = config.ffn_channels_per_layer
+    if heads > 0 or ffn > 0:
+
+        def loss_of(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            logits, _, _ = student(
+                batch["input_ids_a"],
+                batch["attention_mask_a"],
+                batch["input_ids_b"],
+                batch["attention_mask_b"],
+            )
+            return F.cross_entropy(logits, batch["labels"])
+
+        head_scores, ffn_scores = gate_importance(student.encoder, batches, loss_of)
+        all_heads = student.encoder.config.num_attention_heads
+        all_channels = student.encoder.config.intermediate_size
+        shape = prune_by_importance(
+            student.encoder,
+            head_scores,
+            ffn_scores,
+            heads if heads > 0 else all_heads,
+            ffn if ffn > 0 else all_channels,
+        )
+        student.spec = dataclasses.replace(
+            student.spec, pruned_heads=shape.heads, pruned_ffn_channels=shape.ffn_channels
+        )
+    return student
 
 
 def parameter_count(model: torch.nn.Module) -> int:

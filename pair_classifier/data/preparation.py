@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +38,9 @@ from pair_classifier.io_utils import replace_dir_atomically
 TokenCounter = Callable[[Sequence[str]], list[int]]
 # The splits the classifier is fitted, chosen and calibrated on: each needs every class.
 CLASSES_REQUIRED_IN = ("train", "val")
+TRUNCATED_PAIRS_NAMED = 5  # the log names this many truncated pairs per split, then counts
+
+logger = logging.getLogger(__name__)
 
 
 def _to_frame(rows: SplitRows, config: DataConfig) -> pd.DataFrame:
@@ -98,28 +102,62 @@ def _require_every_class(frame: pd.DataFrame, file: str, split: str, config: Dat
         )
 
 
-def _length_percentiles(
-    texts: list[str], count_tokens: TokenCounter, percentiles: list[int]
-) -> dict:
-    lengths = np.asarray(count_tokens(texts))
+def _length_percentiles(lengths: np.ndarray, percentiles: list[int]) -> dict:
     return {f"p{p}": float(np.percentile(lengths, p)) for p in percentiles} | {
         "mean": float(lengths.mean())
     }
 
 
+def _count_truncated(
+    frame: pd.DataFrame,
+    tokens_a: np.ndarray,
+    tokens_b: np.ndarray,
+    max_length: int,
+    file: str,
+    split: str,
+) -> int:
+    """How many pairs have a text longer than ``model.max_length`` tokens (the model reads only
+    its first ``max_length``); the first few are logged by file and line so they can be found."""
+    truncated = np.flatnonzero((tokens_a > max_length) | (tokens_b > max_length))
+    if len(truncated):
+        named = "; ".join(
+            f"{file}:{frame[SOURCE_LINE].iloc[i]} (text_a {tokens_a[i]}, text_b {tokens_b[i]} "
+            "tokens)"
+            for i in truncated[:TRUNCATED_PAIRS_NAMED]
+        )
+        left = len(truncated) - TRUNCATED_PAIRS_NAMED
+        more = f"; and {left} more" if left > 0 else ""
+        logger.warning(
+            "%s: %d %s pair(s) have a text longer than model.max_length=%d tokens; the model "
+            "reads only the first %d: %s%s",
+            file,
+            len(truncated),
+            split,
+            max_length,
+            max_length,
+            named,
+            more,
+        )
+    return len(truncated)
+
+
 def build_report(
     frames: dict[str, pd.DataFrame],
+    files: dict[str, str],
     rows_read: dict[str, int],
     problems: list[Problem],
     config: DataConfig,
     prepare: PrepareConfig,
     count_tokens: TokenCounter,
+    max_length: int,
 ) -> dict[str, Any]:
-    """Counts, label balance and token lengths: the data report written as DVC metrics."""
-    report: dict[str, Any] = {"dataset": config.name, "splits": {}}
+    """Counts, label balance, token lengths and pairs longer than ``max_length`` tokens: the
+    data report written as DVC metrics."""
+    report: dict[str, Any] = {"dataset": config.name, "max_length": max_length, "splits": {}}
     for split, frame in frames.items():
         counts = frame[LABEL_NAME].value_counts()
-        texts = frame[TEXT_A].tolist() + frame[TEXT_B].tolist()
+        tokens_a = np.asarray(count_tokens(frame[TEXT_A].tolist()), dtype=np.int64)
+        tokens_b = np.asarray(count_tokens(frame[TEXT_B].tolist()), dtype=np.int64)
         report["splits"][split] = {
             "rows_read": rows_read.get(split, 0),
             "pairs": len(frame),
@@ -127,7 +165,12 @@ def build_report(
                 name: round(float(counts.get(name, 0)) / max(len(frame), 1), 4)
                 for name in config.class_names
             },
-            "tokens_per_text": _length_percentiles(texts, count_tokens, prepare.length_percentiles),
+            "tokens_per_text": _length_percentiles(
+                np.concatenate([tokens_a, tokens_b]), prepare.length_percentiles
+            ),
+            "truncated_pairs": _count_truncated(
+                frame, tokens_a, tokens_b, max_length, files[split], split
+            ),
         }
     report["invalid_rows"] = {"total": len(problems), "by_reason": problem_counts(problems)}
     report["policy"] = prepare.on_invalid
@@ -140,9 +183,11 @@ def prepare_data(
     config: DataConfig,
     prepare: PrepareConfig,
     count_tokens: TokenCounter,
+    max_length: int,
 ) -> dict[str, Any]:
     """Read, validate and split the raw files; write splits and quarantine; return the report.
 
+    ``count_tokens`` and ``max_length`` (the model's) count the pairs the model will truncate.
     The output folder is replaced only once everything succeeded, so a failure leaves the
     previous outputs as they were.
     """
@@ -174,7 +219,10 @@ def prepare_data(
     frames = {split: _to_frame(checked[split], config) for split in SPLITS}
     for split in CLASSES_REQUIRED_IN:
         _require_every_class(frames[split], checked[split].file, split, config)
-    report = build_report(frames, rows_read, problems, config, prepare, count_tokens)
+    files_read = {split: rows.file for split, rows in checked.items()}
+    report = build_report(
+        frames, files_read, rows_read, problems, config, prepare, count_tokens, max_length
+    )
 
     def write(staging: Path) -> None:
         for split, frame in frames.items():
@@ -184,7 +232,21 @@ def prepare_data(
                 handle.write(json.dumps(problem.__dict__, ensure_ascii=False) + "\n")
 
     replace_dir_atomically(out_dir, write)
+    if prepare.on_invalid == "quarantine":
+        logger.info(_quarantine_summary(frames, problems, out_dir / QUARANTINE_FILE))
     return report
+
+
+def _quarantine_summary(
+    frames: dict[str, pd.DataFrame], problems: list[Problem], quarantine_file: Path
+) -> str:
+    """One line: rows kept per split, rows set aside per reason, and where they were put."""
+    kept = ", ".join(f"{split} {len(frame)}" for split, frame in frames.items())
+    reasons = ", ".join(f"{reason} {n}" for reason, n in problem_counts(problems).items())
+    return (
+        f"kept {sum(len(f) for f in frames.values())} pairs ({kept}); quarantined "
+        f"{len(problems)} rows" + (f" ({reasons})" if reasons else "") + f" in {quarantine_file}"
+    )
 
 
 def load_split(prepared_dir: Path, split: str) -> pd.DataFrame:

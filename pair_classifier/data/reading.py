@@ -17,7 +17,7 @@ import pandas as pd
 from pair_classifier.config import DataConfig
 from pair_classifier.data.records import (
     RecordSyntaxError,
-    delimited_records,
+    delimited_records_as_written,
     is_null,
     json_lines,
 )
@@ -29,12 +29,14 @@ _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 @dataclass(frozen=True)
 class RawPair:
-    """One well-formed row as read from disk; the label is still the raw value as text."""
+    """One well-formed row as read from disk; the label is still the raw value as text, and
+    ``raw`` the row as written (every column), kept should a later check reject it."""
 
     line: int
     text_a: str
     text_b: str
     raw_label: str
+    raw: str
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,9 @@ def _row_to_pair(
             f"bytes that are not valid {config.encoding}",
             _shown(raw),
         )
-    return RawPair(line=line, text_a=text_a, text_b=text_b, raw_label=label.strip())
+    return RawPair(
+        line=line, text_a=text_a, text_b=text_b, raw_label=label.strip(), raw=_shown(raw)
+    )
 
 
 def _read_text(path: Path, config: DataConfig) -> str:
@@ -130,12 +134,11 @@ def _read_delimited(path: Path, config: DataConfig) -> ReadResult:
     pairs: list[RawPair] = []
     problems: list[Problem] = []
     header: list[str] | None = None
-    records = delimited_records(
+    records = delimited_records_as_written(
         _read_text(path, config), config.separator, quoted=config.quoting != "none"
     )
     try:
-        for line, row in records:
-            raw = config.separator.join(row)
+        for line, row, raw in records:
             if header is None:
                 header = [field.strip() for field in row]
                 _check_columns(path, header, config)

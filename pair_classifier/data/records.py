@@ -41,10 +41,30 @@ def delimited_records(
 ) -> Iterator[tuple[int, list[str]]]:
     """Each non-blank row of CSV/TSV ``text`` with the line it starts on (a quoted field may
     span lines). ``quoted=False`` reads quote characters as ordinary text."""
+    for line, fields, _ in delimited_records_as_written(text, separator, quoted):
+        yield line, fields
+
+
+def _without_line_end(record: str) -> str:
+    """A record's text less its final line terminator (one of \\r\\n, \\n, \\r)."""
+    for end in ("\r\n", "\n", "\r"):
+        if record.endswith(end):
+            return record[: -len(end)]
+    return record
+
+
+def delimited_records_as_written(
+    text: str, separator: str, quoted: bool = True
+) -> Iterator[tuple[int, list[str], str]]:
+    """As ``delimited_records``, with each record's text exactly as written in the file (every
+    column, quotes and separators as they were, less the final line break): what a quarantine
+    file keeps so a rejected row can be restored as written."""
     csv.field_size_limit(MAX_FIELD_CHARS)
+    # The lines the csv reader reads, split as it splits them, so its line count indexes them.
+    lines = list(io.StringIO(text, newline=""))
     # strict: a quote left open fails instead of swallowing the rest of the file into one field
     reader = csv.reader(
-        io.StringIO(text, newline=""),
+        iter(lines),
         delimiter=separator,
         quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
         strict=True,
@@ -52,9 +72,9 @@ def delimited_records(
     previous_end = 0
     try:
         for fields in reader:
-            line, previous_end = previous_end + 1, reader.line_num
+            start, previous_end = previous_end, reader.line_num
             if not is_blank(fields):
-                yield line, fields
+                yield start + 1, fields, _without_line_end("".join(lines[start:previous_end]))
     except csv.Error as error:
         raise RecordSyntaxError(previous_end + 1, str(error)) from error
 

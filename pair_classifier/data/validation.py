@@ -35,10 +35,6 @@ def pair_key(pair: RawPair, symmetric: bool) -> tuple[str, str]:
     return (min(a, b), max(a, b)) if symmetric else (a, b)
 
 
-def _raw(pair: RawPair) -> str:
-    return f"{pair.text_a}\t{pair.text_b}\t{pair.raw_label}"
-
-
 def check_rows(
     file: str, pairs: list[RawPair], config: DataConfig
 ) -> tuple[SplitRows, list[Problem]]:
@@ -59,7 +55,7 @@ def check_rows(
                     pair.line,
                     "empty_text",
                     f"{' and '.join(empty)} empty or whitespace only",
-                    _raw(pair),
+                    pair.raw,
                 )
             )
             continue
@@ -70,7 +66,7 @@ def check_rows(
                     pair.line,
                     "unknown_label",
                     f"label {pair.raw_label!r} is not one of {list(config.labels)}",
-                    _raw(pair),
+                    pair.raw,
                 )
             )
             continue
@@ -82,7 +78,7 @@ def check_rows(
             detail = f"same pair as line {first.line}" + (
                 "" if same else f" with label {first.raw_label!r}"
             )
-            problems.append(Problem(file, pair.line, reason, detail, _raw(pair)))
+            problems.append(Problem(file, pair.line, reason, detail, pair.raw))
             continue
         seen[key] = pair
         accepted.append(pair)
@@ -109,7 +105,7 @@ def remove_cross_split_duplicates(
                         pair.line,
                         "cross_split_duplicate",
                         f"same pair as {other_split} line {other.line}",
-                        _raw(pair),
+                        pair.raw,
                     )
                 )
                 continue

@@ -31,6 +31,7 @@ from pair_classifier.constants import (
 from pair_classifier.errors import ArtifactError, reading_artifact
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.encoder import tokenizer_from_pretrained
+from pair_classifier.model.encoder_shape import EncoderShape, reshape_to
 from pair_classifier.model.features import FEATURE_BLOCKS, pair_features
 from pair_classifier.model.pooling import mean_pooling
 
@@ -69,8 +70,6 @@ def _load_encoder(directory: Path, spec: BiEncoderSpec) -> PreTrainedModel:
     if spec.pruned_heads is None:
         with reading_artifact(directory, "a saved transformer encoder"):
             return AutoModel.from_pretrained(directory)
-    from pair_classifier.compress.pruning import EncoderShape, reshape_to
-
     with reading_artifact(directory, "a saved transformer encoder's config"):
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory))
     reshape_to(encoder, EncoderShape(spec.pruned_heads, spec.pruned_ffn_channels))

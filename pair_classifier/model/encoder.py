@@ -89,9 +89,15 @@ def freeze_bottom(encoder: PreTrainedModel, layers: int) -> None:
 
 
 def token_counter(tokenizer: PreTrainedTokenizerBase) -> Callable[[Sequence[str]], list[int]]:
-    """A function giving each text's length in tokens (special tokens included)."""
+    """A function giving each text's length in tokens (special tokens included).
+
+    ``verbose=False``: counting a text beyond the model's length is the point here, so the
+    tokenizer's "sequence length is longer than ... indexing errors" warning, which names no
+    file or line, would only mislead; prepare reports such pairs itself.
+    """
 
     def count(texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+        encoded = tokenizer(list(texts), truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     return count

@@ -9,11 +9,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
-from transformers import get_linear_schedule_with_warmup
 
 from pair_classifier.config import TrainConfig
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.encoder import freeze_bottom
+from pair_classifier.model.optim import adamw_with_linear_warmup
 
 
 class BiEncoderModule(L.LightningModule):
@@ -80,30 +80,9 @@ class BiEncoderModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         config = self.train_config
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-        groups = []
-        for part, lr in ((self.model.encoder, config.lr), (self.model.head, config.head_lr)):
-            named = [(n, p) for n, p in part.named_parameters() if p.requires_grad]
-            groups.append(
-                {
-                    "params": [p for n, p in named if not n.endswith(no_decay)],
-                    "lr": lr,
-                    "weight_decay": config.weight_decay,
-                }
-            )
-            groups.append(
-                {
-                    "params": [p for n, p in named if n.endswith(no_decay)],
-                    "lr": lr,
-                    "weight_decay": 0.0,
-                }
-            )
-        optimizer = torch.optim.AdamW(groups)
-        total = self.trainer.estimated_stepping_batches
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(config.warmup_fraction * total), total
+        return adamw_with_linear_warmup(
+            [(self.model.encoder, config.lr), (self.model.head, config.head_lr)],
+            config.weight_decay,
+            config.warmup_fraction,
+            self.trainer.estimated_stepping_batches,
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, write_mrpc_dataset
+from helpers import REPO_ROOT, write_mrpc_dataset
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from pair_classifier.tracking import PIPELINE_KEY_TAG
+
+pytestmark = pytest.mark.slow  # `dvc repro` of the whole pipeline, stage processes
 
 STAGES = (
     "prepare",
@@ -35,7 +37,9 @@ STAGES = (
     "quantize",
     "trt",
     "benchmark",
+    "results",
 )
+UNTRACKED_STAGES = {"results"}  # renders pages from metrics/; it logs no MLflow run
 SLICE = {"train": 120, "val": 40, "test": 60}
 TINY_TRAIN = {
     "epochs": 2,
@@ -252,7 +256,7 @@ def test_mlflow_run_holds_params_metrics_lineage_and_artifacts(project: Path) ->
         for r in runs
         if r.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id
     }
-    assert set(children) == set(STAGES)
+    assert set(children) == set(STAGES) - UNTRACKED_STAGES
     training = children["embed-train"]
     assert len(client.get_metric_history(training.info.run_id, "train_loss_step")) > 5
     assert "val_acc" in training.data.metrics
@@ -266,7 +270,7 @@ def test_mlflow_run_holds_params_metrics_lineage_and_artifacts(project: Path) ->
 
 def test_dvc_exp_run_with_a_set_param(project: Path) -> None:
     output = run(project, "dvc", "exp", "run", "-S", "evaluate.roc_points=11")
-    assert stages_run(output) == ["evaluate"]
+    assert stages_run(output) == ["evaluate", "results"]  # the ROC plot data changed
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["evaluate"]["roc_points"] == 11
     assert params["train"]["epochs"] == TINY_TRAIN["epochs"]  # the rest composed from configs
@@ -280,7 +284,8 @@ def test_changing_an_evaluate_param_reruns_only_evaluate(project: Path) -> None:
     params = yaml.safe_load(params_file.read_text())
     params["evaluate"]["batch_size"] = 8
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(run(project, "dvc", "repro")) == ["evaluate"]
+    # results reruns only if evaluate's figures moved with the batch size
+    assert stages_run(run(project, "dvc", "repro")) in (["evaluate"], ["evaluate", "results"])
 
 
 def test_changing_a_quantize_param_reruns_only_what_follows(project: Path) -> None:
@@ -288,7 +293,7 @@ def test_changing_a_quantize_param_reruns_only_what_follows(project: Path) -> No
     params = yaml.safe_load(params_file.read_text())
     params["quantize"]["per_channel"] = False
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(run(project, "dvc", "repro")) == ["quantize", "trt", "benchmark"]
+    assert stages_run(run(project, "dvc", "repro")) == ["quantize", "trt", "benchmark", "results"]
 
 
 def _tree_digest(folder: Path) -> dict[str, bytes]:
@@ -321,8 +326,9 @@ def test_a_diverged_distillation_fails_and_keeps_the_previous_student(project: P
     assert _tree_digest(project / "artifacts/student") == student
     assert _tree_digest(project / "metrics") == metrics
     # Only its own logs and checkpoints record the failed run: DVC redoes distill alone, which
-    # gives back the same student, so nothing after it reruns.
-    assert stages_run(run(project, "dvc", "repro")) == ["distill"]
+    # gives back the same student, so no model stage after it reruns (the results page does:
+    # distill's metrics record how long it took).
+    assert stages_run(run(project, "dvc", "repro")) == ["distill", "results"]
     assert _tree_digest(project / "artifacts/student") == student
 
 

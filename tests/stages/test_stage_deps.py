@@ -8,17 +8,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 PACKAGE = "pair_classifier"
 STAGE_COMMAND_PREFIX = "python -m "
 # Plumbing every stage shares: reading params and prepared splits, naming paths, reporting
-# errors, logging to MLflow. A change there is a whole-pipeline change (`dvc repro -f`).
+# errors, console logging, logging to MLflow. A change there is a whole-pipeline change
+# (`dvc repro -f`).
 PLUMBING = {
     "pair_classifier.config",
     "pair_classifier.constants",
     "pair_classifier.errors",
     "pair_classifier.io_utils",
+    "pair_classifier.logs",
     "pair_classifier.tracking",
     "pair_classifier.data.preparation",
 }
@@ -72,7 +74,7 @@ def test_stage_declares_the_library_code_it_runs(name: str) -> None:
 
 def test_the_import_walk_follows_lazy_imports(tmp_path: Path) -> None:
     script = tmp_path / "stage.py"
-    script.write_text("def main():\n    from pair_classifier.benchmark import measure\n")
+    script.write_text("def main():\n    from pair_classifier.benchmark.measure import measure\n")
     modules = _modules_run_by(script)
     assert "pair_classifier.export.tensorrt_engine" in modules  # imported inside a function
     assert not modules & PLUMBING

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import logging
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,20 +19,25 @@ import numpy as np
 import onnx
 import psutil
 import pytest
+from helpers import composed, pairs_frame
 
-from pair_classifier.benchmark import (
+from pair_classifier.benchmark import run as benchmark_run
+from pair_classifier.benchmark.measure import Variant, measure
+from pair_classifier.benchmark.report import fastest_keeping_f1, relative_to
+from pair_classifier.benchmark.run import (
     ONNX_TEACHER,
     PYTORCH_TEACHER,
-    BenchmarkError,
-    fastest_keeping_f1,
-    in_fresh_process,
     pipeline_variants,
-    relative_to,
+    rejected_variants,
+    run_benchmark,
 )
+from pair_classifier.benchmark.supervision import BenchmarkError, in_fresh_process
 from pair_classifier.config import BenchmarkConfig, ConfigError, QuantizeConfig
+from pair_classifier.constants import BI_ENCODER_SUBDIR, ENCODER_SUBDIR
 from pair_classifier.export.quantization import quantize_dynamic_int8
 from pair_classifier.export.runtime import session
 from pair_classifier.export.tensorrt_engine import engine_name
+from pair_classifier.io_utils import write_json
 from pair_classifier.matmul_rates import (
     MATMUL_INPUT,
     MATMUL_NODE,
@@ -75,11 +83,85 @@ def test_pipeline_variants_include_the_engines_the_trt_stage_built(tmp_path: Pat
     assert {variant.kind for variant in variants} == {"pytorch", "onnx", "tensorrt"}
 
 
+def test_variants_the_quantize_stage_rejected_are_neither_measured_nor_picked(
+    tmp_path: Path,
+) -> None:
+    """int8_dynamic outside the accuracy bound is left out of serving: the benchmark must not
+    run it, let alone recommend it, however fast it was."""
+    dirs = [tmp_path / name for name in ("t", "s", "onnx", "q", "trt")]
+    quantize_metrics = tmp_path / "quantize.json"
+    write_json(quantize_metrics, {"int8_static": {}, "rejected": {}})
+    every = [
+        variant.name for variant in pipeline_variants(*dirs, rejected_variants(quantize_metrics))
+    ]
+    assert "onnx_int8_dynamic_student" in every and "onnx_int8_static_student" in every
+    reason = {"reason": "int8_dynamic: validation accuracy dropped by 0.05"}
+    write_json(quantize_metrics, {"rejected": {"int8_dynamic": reason}})
+    kept = [
+        variant.name for variant in pipeline_variants(*dirs, rejected_variants(quantize_metrics))
+    ]
+    assert kept == [name for name in every if name != "onnx_int8_dynamic_student"]
+    write_json(quantize_metrics, {})  # a quantize record older than rejections
+    assert [v.name for v in pipeline_variants(*dirs, rejected_variants(quantize_metrics))] == every
+
+
+def test_a_rejected_record_that_is_not_a_mapping_is_named(tmp_path: Path) -> None:
+    quantize_metrics = tmp_path / "quantize.json"
+    write_json(quantize_metrics, {"rejected": ["int8_dynamic"]})
+    with pytest.raises(BenchmarkError, match=r"quantize\.json: 'rejected' must map .* found list"):
+        rejected_variants(quantize_metrics)
+    with pytest.raises(BenchmarkError, match=r"missing\.json: not found"):
+        rejected_variants(tmp_path / "missing.json")
+
+
+def test_each_variant_and_pass_logs_its_figure(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Minutes of benchmark must not pass in silence: a line per throughput pass and latency
+    pass (from the measuring process) and one per variant with its figures."""
+    tokenizer_dir = tiny_model_dir / BI_ENCODER_SUBDIR / ENCODER_SUBDIR
+    variant = Variant("pytorch_tiny", "pytorch", tiny_model_dir, tokenizer_dir)
+    config = composed(
+        "benchmark",
+        BenchmarkConfig,
+        batch_size=8,
+        latency_pairs=4,
+        warmup_batches=0,
+        throughput_passes=2,
+        threads=1,
+    )
+    pairs = pairs_frame(16, 3)
+    with caplog.at_level(logging.INFO):
+        result = measure(variant, pairs, ["different", "same"], 1, 32, config, seed=0)
+    for line in (
+        r"pytorch_tiny: throughput pass 1/2: [\d.]+ pairs/s",
+        r"pytorch_tiny: throughput pass 2/2: [\d.]+ pairs/s",
+        r"pytorch_tiny: latency pass over 4 single pairs: .*latency_p50_ms",
+    ):
+        assert re.search(line, caplog.text), line
+
+    def in_this_process(function: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return result if function is measure else {"gmac_per_s": {"onnx_fp32": 1.0}}
+
+    monkeypatch.setattr(benchmark_run, "in_fresh_process", in_this_process)
+    caplog.clear()
+    card = {"class_names": ["different", "same"], "positive_label": "same", "max_length": 32}
+    variants = [dataclasses.replace(variant, name=name) for name in (PYTORCH_TEACHER, ONNX_TEACHER)]
+    with caplog.at_level(logging.INFO):
+        run_benchmark(variants, pairs, card, config, 0, composed("quantize", QuantizeConfig), 17)
+    for name, number in ((PYTORCH_TEACHER, 1), (ONNX_TEACHER, 2)):
+        assert f"measuring {name} ({number}/2)" in caplog.text
+        assert re.search(rf"{name}: [\d.]+ pairs/s, latency p50 [\d.]+ ms, F1 ", caplog.text)
+
+
 def test_the_int8_product_is_quantised_as_the_quantize_stage_does_it(tmp_path: Path) -> None:
     weights = np.random.default_rng(0).standard_normal((32, 48), dtype=np.float32) * 0.05
     fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     save_matmul_graph(weights, fp32, opset=17)
-    quantize_dynamic_int8(fp32, int8, QuantizeConfig(), nodes=[MATMUL_NODE])
+    quantize_dynamic_int8(fp32, int8, composed("quantize", QuantizeConfig), nodes=[MATMUL_NODE])
     ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert "MatMulInteger" in ops and "MatMul" not in ops
     x = np.random.default_rng(1).standard_normal((8, 32), dtype=np.float32)
@@ -89,8 +171,9 @@ def test_the_int8_product_is_quantised_as_the_quantize_stage_does_it(tmp_path: P
 
 def test_an_empty_node_list_is_refused_not_read_as_every_node(tmp_path: Path) -> None:
     save_matmul_graph(np.ones((4, 4), dtype=np.float32), tmp_path / "fp32.onnx", opset=17)
+    config = composed("quantize", QuantizeConfig)
     with pytest.raises(ValueError, match="empty list of nodes"):
-        quantize_dynamic_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", QuantizeConfig(), [])
+        quantize_dynamic_int8(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", config, [])
     assert not (tmp_path / "int8.onnx").exists()
 
 
@@ -111,7 +194,7 @@ def test_every_product_takes_its_turn_in_each_pass() -> None:
 
 def test_matmul_rates_are_measured_for_each_runtime() -> None:
     report = matmul_rates(
-        QuantizeConfig(),
+        composed("quantize", QuantizeConfig),
         opset=17,
         threads=1,
         seed=0,
@@ -123,6 +206,7 @@ def test_matmul_rates_are_measured_for_each_runtime() -> None:
     assert all(rate > 0 for rate in report["gmac_per_s"].values())
 
 
+@pytest.mark.slow  # a child process
 def test_a_fresh_process_is_let_finish_its_shutdown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,8 +232,11 @@ def test_a_fresh_process_is_let_finish_its_shutdown(
 def child_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Functions a spawned child can import: the test module's own path is not on its path."""
     (tmp_path / "child_functions.py").write_text(
-        "import os, time\n"
+        "import logging, os, time\n"
         "from multiprocessing import util\n"
+        "def log(message):\n"
+        "    logging.getLogger('child').info(message)\n"
+        "    return {}\n"
         "def sleep(seconds):\n"
         "    time.sleep(seconds)\n"
         "    return {}\n"
@@ -169,6 +256,22 @@ def child_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return importlib.import_module("child_functions")
 
 
+@pytest.mark.slow  # a child process
+def test_a_variant_s_progress_lines_reach_the_log(
+    child_functions: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A spawned child starts with no logging set up: its pass lines would vanish."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        in_fresh_process(child_functions.log, "pass 1/3: 250.0 pairs/s", timeout_s=60, name="v")
+    finally:
+        root.setLevel(level)
+    assert re.search(r"INFO child \[v\]: pass 1/3: 250\.0 pairs/s", capfd.readouterr().err)
+
+
+@pytest.mark.slow  # a child process
 def test_a_variant_that_does_not_answer_in_time_is_killed(child_functions: Any) -> None:
     started = time.perf_counter()
     with pytest.raises(BenchmarkError, match=r"onnx_int8: no answer within 1 s .*was killed"):
@@ -177,6 +280,7 @@ def test_a_variant_that_does_not_answer_in_time_is_killed(child_functions: Any) 
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.slow  # a child process
 def test_a_variant_s_exception_is_raised_with_the_child_s_traceback(child_functions: Any) -> None:
     with pytest.raises(ValueError, match="no such graph") as raised:
         in_fresh_process(child_functions.fail, "no such graph", timeout_s=60)
@@ -184,6 +288,7 @@ def test_a_variant_s_exception_is_raised_with_the_child_s_traceback(child_functi
     assert "raise ValueError(message)" in raised.value.__notes__[0]
 
 
+@pytest.mark.slow  # a child process
 def test_a_variant_whose_process_dies_is_reported_with_its_exit_code(
     child_functions: Any,
 ) -> None:
@@ -191,6 +296,7 @@ def test_a_variant_whose_process_dies_is_reported_with_its_exit_code(
         in_fresh_process(child_functions.die, 3, timeout_s=60)
 
 
+@pytest.mark.slow  # a child process
 def test_an_answer_stands_when_the_process_then_hangs_on_exit(child_functions: Any) -> None:
     with pytest.warns(RuntimeWarning, match="answer_then_hang: .* had not exited 1 s later"):
         answer = in_fresh_process(
@@ -202,7 +308,7 @@ def test_an_answer_stands_when_the_process_then_hangs_on_exit(child_functions: A
 
 def test_the_variant_timeout_must_be_positive() -> None:
     with pytest.raises(ConfigError, match=r"benchmark.variant_timeout_s: need a positive"):
-        BenchmarkConfig(variant_timeout_s=0)
+        composed("benchmark", BenchmarkConfig, variant_timeout_s=0)
 
 
 def _gone(pid: int) -> bool:
@@ -213,6 +319,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow  # a benchmark process and its child
 @pytest.mark.parametrize("kill_signal", [signal.SIGTERM, signal.SIGKILL])
 def test_a_variant_s_process_ends_when_the_benchmark_is_killed(
     child_functions: Any, tmp_path: Path, kill_signal: signal.Signals
@@ -225,7 +332,7 @@ def test_a_variant_s_process_ends_when_the_benchmark_is_killed(
             "-c",
             f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
             "import child_functions\n"
-            "from pair_classifier.benchmark import in_fresh_process\n"
+            "from pair_classifier.benchmark.supervision import in_fresh_process\n"
             "in_fresh_process(child_functions.record_pid_then_sleep, "
             f"{str(pid_file)!r}, 600, timeout_s=600)\n",
         ]
@@ -243,3 +350,22 @@ def test_a_variant_s_process_ends_when_the_benchmark_is_killed(
     if outlived:  # do not leave it sleeping beside the rest of the suite
         psutil.Process(child_pid).kill()
     assert not outlived, f"the variant's process {child_pid} outlived the benchmark"
+
+
+def test_machine_record_names_the_processor_and_its_speed_flags(tmp_path: Path) -> None:
+    """The benchmark's record says which CPU produced its figures and which of the flags that
+    decide int8 and bf16 speed it has; other flags are left out."""
+    from pair_classifier.benchmark.machine import machine_record
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "".join(
+            f"processor\t: {cpu}\nmodel name\t: Some CPU 9000\n"
+            "flags\t\t: fpu sse2 avx2 avx512_vnni amx_int8\n"
+            for cpu in range(2)
+        )
+    )
+    record = machine_record(cpuinfo)
+    assert record["processor"] == "Some CPU 9000"
+    assert record["cpu_flags"] == ["amx_int8", "avx2", "avx512_vnni"]
+    assert record["logical_cpus"] >= 1

@@ -7,7 +7,7 @@ import errno
 from pathlib import Path
 
 import pytest
-from conftest import synthetic_pairs, write_mrpc_dataset, write_mrpc_file
+from helpers import synthetic_pairs, write_mrpc_dataset, write_mrpc_file
 
 from pair_classifier.config import DataConfig
 from pair_classifier.data import download

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from helpers import REPO_ROOT, composed, composed_params
 
 from pair_classifier.config import (
     BenchmarkConfig,
     ClassifierConfig,
     ConfigError,
+    CrossEncoderConfig,
+    DataColumns,
     DataConfig,
+    DataFiles,
     DistillConfig,
     EvaluateConfig,
     ExportConfig,
     ModelConfig,
+    PrecisionConfig,
     PrepareConfig,
     QuantizeConfig,
     TrackingConfig,
@@ -30,6 +34,7 @@ from pair_classifier.config import (
     read_seed,
     section,
 )
+from pair_classifier.config.rules import ParamsSection, one_of, rule
 
 SECTIONS = {
     "data": DataConfig,
@@ -47,22 +52,16 @@ SECTIONS = {
 }
 
 
-def compose_params(overrides: list[str] = ()) -> dict:
-    """What `dvc exp run` writes to params.yaml (DVC composes configs/config.yaml with Hydra)."""
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "configs"), version_base=None):
-        return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)))
-
-
 def test_committed_params_match_the_hydra_composition() -> None:
     committed = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    assert committed == compose_params()
+    assert committed == composed_params()
 
 
 @pytest.mark.parametrize(
     "group", ["data=csv_pairs", "model=minilm_l12", "classifier=linear_svm", "classifier=rbf_svm"]
 )
 def test_every_config_group_option_is_valid(group: str) -> None:
-    params = compose_params([group])
+    params = composed_params(group)
     assert set(SECTIONS) | {"seed"} == set(params)
     for name, cls in SECTIONS.items():
         section(params, name, cls)
@@ -70,15 +69,68 @@ def test_every_config_group_option_is_valid(group: str) -> None:
 
 
 def test_a_key_left_out_of_params_is_named_not_defaulted() -> None:
-    params = compose_params()
+    params = composed_params()
     del params["distill"]["lr"]
     with pytest.raises(ConfigError, match="distill: missing required key 'lr'"):
         section(params, "distill", DistillConfig)
     del params["distill"]["cross_encoder"]["epochs"]
     with pytest.raises(ConfigError, match="distill.cross_encoder: missing required key 'epochs'"):
-        from_mapping(DistillConfig, params["distill"], "distill", complete=True)
-    # The library's own callers may still lean on the defaults.
-    assert from_mapping(DistillConfig, params["distill"], "distill").lr == DistillConfig.lr
+        from_mapping(DistillConfig, params["distill"] | {"lr": 3e-4}, "distill")
+
+
+NESTED = (DataFiles, DataColumns, PrecisionConfig, CrossEncoderConfig)
+
+
+@pytest.mark.parametrize("cls", [*SECTIONS.values(), *NESTED], ids=lambda cls: cls.__name__)
+def test_the_dataclasses_carry_no_recipe_of_their_own(cls: type) -> None:
+    """configs/ is the one source of the settings: a dataclass default would be a second recipe
+    that only tests and notebooks run (they compose configs/ instead, tests/helpers.py)."""
+    defaulted = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    ]
+    assert not defaulted
+
+
+def test_composed_sections_are_the_committed_params() -> None:
+    committed = read_params(REPO_ROOT / "params.yaml")
+    for name, cls in SECTIONS.items():
+        assert composed(name, cls) == section(committed, name, cls)
+    scaled = composed("distill", DistillConfig, "distill.epochs=1", lr=1.0)
+    assert (scaled.epochs, scaled.lr) == (1, 1.0)
+
+
+@dataclass(frozen=True)
+class _Ruled(ParamsSection):
+    SECTION = "demo"
+
+    rate: float = rule("positive")
+    sizes: list[int] = rule("non_negative")
+    share: float = rule("probability", says="expected a probability in [0, 1]")
+    mode: str = one_of(("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rate": 0.0}, r"^demo.rate: expected a positive number, got 0.0$"),
+        (
+            {"sizes": [1, -1]},
+            r"^demo.sizes: expected a non-empty list, each 0 or more, got \[1, -1\]$",
+        ),
+        ({"sizes": []}, r"^demo.sizes: expected a non-empty list, each 0 or more, got \[\]$"),
+        ({"share": 1.5}, r"^demo.share: expected a probability in \[0, 1\], got 1.5$"),
+        ({"mode": "c"}, r"^demo.mode: expected one of \['a', 'b'\], got 'c'$"),
+    ],
+)
+def test_a_rule_declared_on_a_field_is_enforced(change: dict, message: str) -> None:
+    good = {"rate": 1.0, "sizes": [0, 2], "share": 0.5, "mode": "a"}
+    assert from_mapping(_Ruled, good, "demo").sizes == [0, 2]
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(_Ruled, good | change, "demo")
+    with pytest.raises(ConfigError, match=message):  # built directly, as well as when read
+        _Ruled(**(good | change))
 
 
 @pytest.mark.parametrize("seed", [None, "42", 4.7, True])
@@ -159,7 +211,7 @@ def test_seed_must_be_an_integer(seed: object) -> None:
     ],
 )
 def test_out_of_range_settings_are_named(override: str, name: str, cls: type, message: str) -> None:
-    params = compose_params([override])
+    params = composed_params(override)
     with pytest.raises(ConfigError, match=message):
         section(params, name, cls)
 
@@ -170,20 +222,20 @@ def test_unknown_key_is_named() -> None:
 
 
 def test_wrong_type_is_named() -> None:
-    params = compose_params()
+    params = composed_params()
     params["train"]["epochs"] = "four"
     with pytest.raises(ConfigError, match=r"train\.epochs: expected int, got 'four'"):
         section(params, "train", TrainConfig)
 
 
 def test_positive_label_must_be_a_class() -> None:
-    params = compose_params(["data.positive_label=yes"])
+    params = composed_params("data.positive_label=yes")
     with pytest.raises(ConfigError, match="data.positive_label: 'yes' is not one of"):
         section(params, "data", DataConfig)
 
 
 def test_benchmark_needs_a_throughput_pass() -> None:
-    params = compose_params(["benchmark.throughput_passes=0"])
+    params = composed_params("benchmark.throughput_passes=0")
     with pytest.raises(ConfigError, match="benchmark.throughput_passes: need at least 1, got 0"):
         section(params, "benchmark", BenchmarkConfig)
 
@@ -203,9 +255,9 @@ def test_missing_params_file(tmp_path: Path) -> None:
 def test_a_three_class_data_set_needs_the_linear_svm_to_export() -> None:
     """The onnx stage exports an RBF SVM for two classes only: prepare refuses the combination
     before any training, and says what to use instead."""
-    params = compose_params(["data=csv_pairs"])
+    params = composed_params("data=csv_pairs")
     data = section(params, "data", DataConfig)
     with pytest.raises(ConfigError, match=r"classifier.kind: .* 3 .*-S classifier=linear_svm"):
         check_classifier_exportable(section(params, "classifier", ClassifierConfig), data)
-    linear = compose_params(["data=csv_pairs", "classifier=linear_svm"])
+    linear = composed_params("data=csv_pairs", "classifier=linear_svm")
     check_classifier_exportable(section(linear, "classifier", ClassifierConfig), data)

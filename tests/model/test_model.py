@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import pairs_frame, synthetic_pairs
+from helpers import composed, pairs_frame, synthetic_pairs
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from transformers import get_linear_schedule_with_warmup
 
+from pair_classifier import logs
 from pair_classifier.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from pair_classifier.errors import ArtifactError
 from pair_classifier.model.bi_encoder import BiEncoder
@@ -25,7 +31,9 @@ from pair_classifier.model.encoder import (
 )
 from pair_classifier.model.features import pair_features, pair_features_numpy
 from pair_classifier.model.lightning_module import BiEncoderModule
+from pair_classifier.model.optim import parameter_groups
 from pair_classifier.model.pooling import mean_pooling
+from pair_classifier.model.progress_log import ProgressLog
 from pair_classifier.training import (
     TrainingDivergedError,
     build_bi_encoder,
@@ -123,7 +131,7 @@ def _optimized_parameters(module: BiEncoderModule) -> set[int]:
 
 
 def test_frozen_word_embeddings_are_left_out_of_the_optimizer(bi_encoder: BiEncoder) -> None:
-    train = TrainConfig(epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3)
+    train = composed("train", TrainConfig, epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3)
     module = BiEncoderModule(bi_encoder, train)
     module.trainer = SimpleNamespace(estimated_stepping_batches=10)
     table = bi_encoder.encoder.get_input_embeddings().weight
@@ -132,10 +140,88 @@ def test_frozen_word_embeddings_are_left_out_of_the_optimizer(bi_encoder: BiEnco
 
 
 def test_word_embeddings_train_when_not_frozen(bi_encoder: BiEncoder) -> None:
-    train = TrainConfig(epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3, freeze_word_embeddings=False)
+    train = composed(
+        "train",
+        TrainConfig,
+        epochs=1,
+        batch_size=4,
+        lr=1e-4,
+        head_lr=1e-3,
+        freeze_word_embeddings=False,
+    )
     module = BiEncoderModule(bi_encoder, train)
     module.trainer = SimpleNamespace(estimated_stepping_batches=10)
     assert id(bi_encoder.encoder.get_input_embeddings().weight) in _optimized_parameters(module)
+
+
+def _exempt_from_decay(part: nn.Module) -> set[str]:
+    """Biases and LayerNorm weights, found by module type rather than by name."""
+    norms = {
+        f"{name}.{parameter}"
+        for name, module in part.named_modules()
+        if isinstance(module, nn.LayerNorm)
+        for parameter, _ in module.named_parameters(recurse=False)
+    }
+    return norms | {name for name, _ in part.named_parameters() if name.endswith("bias")}
+
+
+def test_the_optimiser_builder_exempts_biases_and_layer_norm_weights_from_decay(
+    bi_encoder: BiEncoder,
+) -> None:
+    groups = parameter_groups([(bi_encoder.encoder, 1e-4), (bi_encoder.head, 1e-3)], 0.01)
+    settings = [(group["lr"], group["weight_decay"]) for group in groups]
+    assert settings == [(1e-4, 0.01), (1e-4, 0.0), (1e-3, 0.01), (1e-3, 0.0)]
+    for part, (decayed, exempt) in zip(
+        (bi_encoder.encoder, bi_encoder.head), (groups[:2], groups[2:])
+    ):
+        name_of = {id(p): name for name, p in part.named_parameters()}
+        exempt_names = {name_of[id(p)] for p in exempt["params"]}
+        decayed_names = {name_of[id(p)] for p in decayed["params"]}
+        assert exempt_names == _exempt_from_decay(part) and exempt_names
+        assert decayed_names == set(name_of.values()) - exempt_names and decayed_names
+        assert all(p.dim() == 2 for p in decayed["params"])  # weight matrices and embeddings
+
+
+def _teacher_groups_before_the_shared_builder(module: BiEncoderModule) -> list[dict]:
+    """The teacher's parameter groups as its own ``configure_optimizers`` built them before
+    ``model/optim.py``: the shared builder must not change how the teacher trains."""
+    config = module.train_config
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = []
+    for part, lr in ((module.model.encoder, config.lr), (module.model.head, config.head_lr)):
+        named = [(n, p) for n, p in part.named_parameters() if p.requires_grad]
+        groups.append(
+            {
+                "params": [p for n, p in named if not n.endswith(no_decay)],
+                "lr": lr,
+                "weight_decay": config.weight_decay,
+            }
+        )
+        groups.append(
+            {"params": [p for n, p in named if n.endswith(no_decay)], "lr": lr, "weight_decay": 0.0}
+        )
+    return groups
+
+
+def test_the_teacher_s_optimiser_is_unchanged_by_the_shared_builder(bi_encoder: BiEncoder) -> None:
+    train = composed("train", TrainConfig, freeze_bottom_layers=1)
+    module = BiEncoderModule(bi_encoder, train)
+    total = 40
+    module.trainer = SimpleNamespace(estimated_stepping_batches=total)
+    built = module.configure_optimizers()
+    expected = torch.optim.AdamW(_teacher_groups_before_the_shared_builder(module))
+    reference = get_linear_schedule_with_warmup(expected, int(train.warmup_fraction * total), total)
+    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    assert type(optimizer) is torch.optim.AdamW and optimizer.defaults == expected.defaults
+    assert len(optimizer.param_groups) == len(expected.param_groups) == 4
+    for got, want in zip(optimizer.param_groups, expected.param_groups):
+        assert [id(p) for p in got["params"]] == [id(p) for p in want["params"]]
+        assert {k: v for k, v in got.items() if k != "params"} == {
+            k: v for k, v in want.items() if k != "params"
+        }
+    assert built["lr_scheduler"]["interval"] == "step"
+    for got, want in zip(scheduler.lr_lambdas, reference.lr_lambdas):
+        assert [got(step) for step in range(total + 1)] == [want(step) for step in range(total + 1)]
 
 
 def test_length_grouped_batches_pad_less() -> None:
@@ -157,7 +243,9 @@ def test_length_grouped_batches_pad_less() -> None:
 
 
 def test_frozen_bottom_layers_get_no_gradient_and_no_update(bi_encoder: BiEncoder) -> None:
-    train = TrainConfig(epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3, freeze_bottom_layers=1)
+    train = composed(
+        "train", TrainConfig, epochs=1, batch_size=4, lr=1e-4, head_lr=1e-3, freeze_bottom_layers=1
+    )
     module = BiEncoderModule(bi_encoder, train)
     module.trainer = SimpleNamespace(estimated_stepping_batches=10)
     blocks = encoder_layers(bi_encoder.encoder)
@@ -215,3 +303,47 @@ def test_non_finite_last_metrics_are_written_as_null_and_named() -> None:
         "non_finite": ["last_val_loss"],
     }
     assert finite_or_null({"last_val_acc": 0.5}) == {"last_val_acc": 0.5}
+
+
+class _Regression(L.LightningModule):
+    """The smallest module Lightning trains: one weight fitted to y = 2x."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.weight(x), y)
+
+    def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.weight(x), y))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_progress_log_reports_each_epoch_its_batches_and_validation(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Where no terminal shows Lightning's bar, training still says how far it is."""
+    monkeypatch.setattr(logs, "PROGRESS_EVERY_S", 0.0)  # a line after every batch
+    x = torch.linspace(0, 1, 8).unsqueeze(1)
+    loader = DataLoader(TensorDataset(x, 2 * x), batch_size=2)
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[ProgressLog()],
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    with caplog.at_level(logging.INFO, logger="pair_classifier.model.progress_log"):
+        trainer.fit(_Regression(), loader, loader)
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith("progress_log")]
+    assert messages[0] == "epoch 1/2: 4 batches"
+    assert messages[1].startswith("epoch 1/2: 1 of 4 batches (25%)")
+    assert any(m.startswith("epoch 1/2: val_loss ") for m in messages)
+    assert any(m.startswith("epoch 2/2: val_loss ") for m in messages)

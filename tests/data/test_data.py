@@ -4,23 +4,39 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import synthetic_pairs, word_count, write_mrpc_dataset, write_mrpc_file
+from helpers import composed, synthetic_pairs, word_count, write_mrpc_dataset, write_mrpc_file
 
-from pair_classifier.config import DataColumns, DataConfig, DataFiles, PrepareConfig
+from pair_classifier.config import (
+    DataColumns,
+    DataConfig,
+    DataFiles,
+    ModelConfig,
+    PrepareConfig,
+)
 from pair_classifier.constants import QUARANTINE_FILE
 from pair_classifier.data.preparation import load_split, prepare_data
 from pair_classifier.data.reading import DataError, read_pairs
 from pair_classifier.data.validation import DataValidationError
+from pair_classifier.model.encoder import load_tokenizer, token_counter
 
 SIZES = {"train": 30, "val": 9, "test": 12}
+MAX_LENGTH = 128  # model.max_length as configured
 
 
 def _prepare(raw: Path, out: Path, config: DataConfig, policy: str = "quarantine") -> dict:
-    return prepare_data(raw, out, config, PrepareConfig(on_invalid=policy), word_count)
+    return prepare_data(
+        raw,
+        out,
+        config,
+        composed("prepare", PrepareConfig, on_invalid=policy),
+        word_count,
+        MAX_LENGTH,
+    )
 
 
 def _quarantine(out: Path) -> list[dict]:
@@ -119,6 +135,83 @@ def test_duplicates_within_and_across_splits(tmp_path: Path, mrpc_config: DataCo
     assert len(load_split(tmp_path / "out", "test")) == SIZES["test"]  # test keeps its pair
 
 
+def test_quarantine_keeps_each_rejected_row_as_written(
+    tmp_path: Path, mrpc_config: DataConfig
+) -> None:
+    """Every column, in the file's order, so a quarantined row can be put back as it was."""
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    label, a, b = synthetic_pairs(30, seed=1)[4]
+    extra = [
+        BAD_ROWS["empty_text"],
+        BAD_ROWS["unknown_label"],
+        f"{label}\t901\t902\t{a}\t{b}",  # duplicate of line 6, its own ids
+    ]
+    write_mrpc_file(raw / "msr-para-train.tsv", synthetic_pairs(30, seed=1), extra)
+    _prepare(raw, tmp_path / "out", mrpc_config)
+    kept = {record["reason"]: record["raw"] for record in _quarantine(tmp_path / "out")}
+    assert kept == {"empty_text": extra[0], "unknown_label": extra[1], "duplicate": extra[2]}
+
+
+def test_a_quoted_csv_row_is_kept_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    row = '"x, y",1,"a ""quoted""\nline", kept  as is'
+    path.write_text(f"b,l,a,extra\n{row}\n", encoding="utf-8")
+    config = _csv_config(
+        columns=DataColumns(text_a="a", text_b="b", label="l"),
+        labels={"0": "no", "1": "yes"},
+        positive_label="yes",
+    )
+    (pair,) = read_pairs(path, config).pairs
+    assert pair.raw == row and pair.line == 2
+
+
+def test_quarantine_mode_logs_one_summary_line(
+    tmp_path: Path, mrpc_config: DataConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    extra = [BAD_ROWS["empty_text"], BAD_ROWS["unknown_label"], BAD_ROWS["malformed_row"]]
+    write_mrpc_file(raw / "msr-para-train.tsv", synthetic_pairs(30, seed=1), extra)
+    with caplog.at_level(logging.INFO, logger="pair_classifier.data.preparation"):
+        _prepare(raw, tmp_path / "out", mrpc_config)
+    (summary,) = [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()]
+    assert summary == (
+        "kept 51 pairs (train 30, val 9, test 12); quarantined 3 rows (empty_text 1, "
+        f"malformed_row 1, unknown_label 1) in {tmp_path / 'out' / QUARANTINE_FILE}"
+    )
+
+
+def test_pairs_beyond_max_length_are_counted_and_named_without_library_warning(
+    tmp_path: Path,
+    mrpc_config: DataConfig,
+    tiny_model_config: ModelConfig,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A 100,000-character text passes prepare, but the report counts it and the log names
+    its file and line; the tokenizer's own warning (no file, no line) stays quiet."""
+    raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
+    long_text = " ".join(["the court said"] * 7_000)[:100_000]
+    write_mrpc_file(
+        raw / "msr-para-test.tsv", synthetic_pairs(12, seed=2), [f"1\t7\t8\t{long_text}\tok ."]
+    )
+    tokenizer = load_tokenizer(tiny_model_config)
+    tokenizer.model_max_length = 64  # what the library's warning compares with
+    with caplog.at_level(logging.WARNING, logger="pair_classifier.data.preparation"):
+        report = prepare_data(
+            raw,
+            tmp_path / "out",
+            mrpc_config,
+            composed("prepare", PrepareConfig),
+            token_counter(tokenizer),
+            tiny_model_config.max_length,
+        )
+    truncated = {split: counts["truncated_pairs"] for split, counts in report["splits"].items()}
+    assert truncated == {"train": 0, "val": 0, "test": 1}
+    (warning,) = [r.getMessage() for r in caplog.records if "max_length" in r.getMessage()]
+    assert "msr-para-test.tsv:14 (text_a " in warning and "1 test pair(s)" in warning
+    assert "indexing errors" not in capfd.readouterr().err
+
+
 def test_missing_column_is_a_file_level_error(tmp_path: Path, mrpc_config: DataConfig) -> None:
     raw = write_mrpc_dataset(tmp_path / "raw", SIZES)
     path = raw / "msr-para-val.tsv"
@@ -142,17 +235,13 @@ def test_failure_keeps_previous_outputs(tmp_path: Path, mrpc_config: DataConfig)
 
 
 def _csv_config(**changes: object) -> DataConfig:
-    config = DataConfig(
-        name="csv",
-        dir="data/csv",
-        format="csv",
-        files=DataFiles(train="train.csv", test="test.csv", val=None),
-        columns=DataColumns(text_a="premise", text_b="hypothesis", label="label"),
-        labels={"contradiction": "contradiction", "neutral": "neutral", "entailment": "entailment"},
-        positive_label="entailment",
-        quoting="minimal",
+    config = composed(
+        "data",
+        DataConfig,
+        "data=csv_pairs",
+        columns={"text_a": "premise", "text_b": "hypothesis", "label": "label"},
     )
-    return dataclasses.replace(config, **changes)
+    return dataclasses.replace(config, name="csv", dir="data/csv", **changes)
 
 
 def _three_class_frame(count: int) -> pd.DataFrame:
@@ -172,7 +261,12 @@ def test_csv_three_classes_gets_a_stratified_validation_split(tmp_path: Path) ->
         tmp_path / "test.csv", index=False
     )
     report = prepare_data(
-        tmp_path, tmp_path / "out", _csv_config(), PrepareConfig(val_fraction=0.2), word_count
+        tmp_path,
+        tmp_path / "out",
+        _csv_config(),
+        composed("prepare", PrepareConfig, val_fraction=0.2),
+        word_count,
+        MAX_LENGTH,
     )
     val = load_split(tmp_path / "out", "val")
     assert len(val) == 12 and report["splits"]["train"]["pairs"] == 48
@@ -191,7 +285,9 @@ def test_jsonl_and_parquet_sources(tmp_path: Path) -> None:
             handle.write(json.dumps(record) + "\n")
         handle.write("{not json\n")
     frame.assign(premise=lambda f: f.premise + " test").to_parquet(tmp_path / "test.parquet")
-    jsonl = _csv_config(format="jsonl", files=DataFiles(train="train.jsonl", test="test.jsonl"))
+    jsonl = _csv_config(
+        format="jsonl", files=DataFiles(train="train.jsonl", val=None, test="test.jsonl")
+    )
     result = read_pairs(tmp_path / "train.jsonl", jsonl)
     assert len(result.pairs) == 30
     assert [(p.line, p.reason) for p in result.problems] == [(31, "malformed_row")]
@@ -300,7 +396,14 @@ def test_a_class_missing_from_train_is_refused_naming_the_split_and_class(
     frame.assign(premise=lambda f: f.premise + " test").to_csv(tmp_path / "test.csv", index=False)
     config = _csv_config(files=DataFiles(train="train.csv", val="val.csv", test="test.csv"))
     with pytest.raises(DataError, match=r"train.csv: the train split has no pair of .*'neutral'"):
-        prepare_data(tmp_path, tmp_path / "out", config, PrepareConfig(), word_count)
+        prepare_data(
+            tmp_path,
+            tmp_path / "out",
+            config,
+            composed("prepare", PrepareConfig),
+            word_count,
+            MAX_LENGTH,
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -310,7 +413,14 @@ def test_a_class_too_rare_to_stratify_gets_a_data_error(tmp_path: Path) -> None:
     rare.to_csv(tmp_path / "train.csv", index=False)
     frame.assign(premise=lambda f: f.premise + " test").to_csv(tmp_path / "test.csv", index=False)
     with pytest.raises(DataError, match=r"train.csv: cannot carve a stratified validation split"):
-        prepare_data(tmp_path, tmp_path / "out", _csv_config(), PrepareConfig(), word_count)
+        prepare_data(
+            tmp_path,
+            tmp_path / "out",
+            _csv_config(),
+            composed("prepare", PrepareConfig),
+            word_count,
+            MAX_LENGTH,
+        )
 
 
 def test_a_split_with_every_row_set_aside_says_why(tmp_path: Path, mrpc_config: DataConfig) -> None:
