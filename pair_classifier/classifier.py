@@ -8,6 +8,7 @@ always agree.
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from pair_classifier.evaluation import absent_classes, score_predictions
 from pair_classifier.io_utils import read_json, write_json
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.model.features import pair_features_numpy
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -132,6 +135,14 @@ def fit_classifier(
         if missing := absent_classes(labels, class_names):
             raise DataError(f"{split}: no pair of class(es) {missing} to fit the SVM on")
     grid = list(itertools.product(config.c_grid, config.class_weights))
+    logger.info(
+        "fitting %d %s SVMs (C %s, class weights %s) on %d pairs",
+        len(grid),
+        config.kind,
+        config.c_grid,
+        config.class_weights,
+        len(train_labels),
+    )
     fitted = Parallel(n_jobs=config.threads or JOBLIB_ALL_CORES, prefer="threads")(
         delayed(build_svm(config, c, class_weight, seed).fit)(train_features, train_labels)
         for c, class_weight in grid
@@ -142,6 +153,9 @@ def fit_classifier(
         scores = score_predictions(val_labels, predicted, None, class_names, positive)
         name = f"C{c}_{class_weight or 'unweighted'}"
         candidates.append((scores[config.selection_metric], name, svm, scores))
+        logger.info(
+            "%s: validation %s %.4f", name, config.selection_metric, scores[config.selection_metric]
+        )
     _, best_name, best_svm, _ = max(candidates, key=lambda candidate: candidate[0])
     calibrated = CalibratedClassifierCV(FrozenEstimator(best_svm), method="sigmoid").fit(
         val_features, val_labels

@@ -68,11 +68,21 @@ class Progress:
     """Counts the steps of a long loop and logs how far it is every ``PROGRESS_EVERY_S``
     seconds, so a minutes-long pass (teacher targets, calibration, scoring) is seen to move."""
 
-    def __init__(self, what: str, total: int, log: logging.Logger, unit: str = "batches") -> None:
+    def __init__(
+        self,
+        what: str,
+        total: int,
+        log: logging.Logger,
+        unit: str = "batches",
+        announce: bool = True,
+    ) -> None:
+        """``announce=False`` leaves out the start line, for a loop that is often short (only a
+        long one then shows, by its progress lines)."""
         self.what, self.total, self.unit, self.log = what, total, unit, log
         self.done = 0
         self.started = self.last = time.monotonic()
-        log.info("%s: %d %s", what, total, unit)
+        if announce:
+            log.info("%s: %d %s", what, total, unit)
 
     def step(self, count: int = 1) -> None:
         """``count`` more steps done; a progress line when the last one is old enough."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,14 @@ def test_a_class_without_pairs_is_refused_not_silently_dropped() -> None:
         fit_classifier(x, y, vx, vy, composed_svm, three, "paraphrase", seed=0)
     with pytest.raises(DataError, match=r"val: no pair of class\(es\) \['paraphrase'\]"):
         fit_classifier(x, y, vx, 0 * vy, composed_svm, CLASSES, "paraphrase", 0)
+
+
+def test_the_grid_logs_what_it_fits_and_each_point_s_score(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="pair_classifier.classifier"):
+        classifier = _fit()
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0].startswith("fitting 4 linear SVMs (C [0.001, 1.0], class weights")
+    scored = {message.split(":")[0] for message in messages[1:]}
+    assert scored == set(classifier.report["grid"])

@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from pair_classifier.errors import PairClassifierError
+from pair_classifier.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +23,6 @@ logger = logging.getLogger(__name__)
 CHILD_EXIT_GRACE_S = 60.0
 # A variant's process that outlives the benchmark ends itself with this code.
 ORPHANED_EXIT_CODE = 70
-# A spawned child starts with no logging set up: its progress lines get this format, at the
-# level the parent logs at.
-CHILD_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(processName)s]: %(message)s"
 
 
 class BenchmarkError(PairClassifierError):
@@ -51,10 +49,7 @@ def in_fresh_process(
     name = name or function.__name__
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    log_level = logging.getLogger().getEffectiveLevel()
-    child = context.Process(
-        target=_answer, args=(sender, function, args, log_level), name=name, daemon=True
-    )
+    child = context.Process(target=_answer, args=(sender, function, args), name=name, daemon=True)
     child.start()
     sender.close()  # the child now holds the only writer, so its death ends the pipe
     with receiver:
@@ -87,10 +82,13 @@ def in_fresh_process(
     return answer
 
 
-def _answer(sender: Connection, function: Callable[..., Any], args: tuple, log_level: int) -> None:
-    """Run ``function`` in the child and send back (failed, result or exception)."""
+def _answer(sender: Connection, function: Callable[..., Any], args: tuple) -> None:
+    """Run ``function`` in the child and send back (failed, result or exception).
+
+    A spawned child starts with no logging set up: it logs as the stage does (the level comes
+    from the environment it inherits), so its progress lines reach the stage's log."""
     threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
-    logging.basicConfig(level=log_level, format=CHILD_LOG_FORMAT)
+    configure_logging()
     try:
         outcome = (False, function(*args))
     except Exception as error:  # sent to the parent, which raises it there

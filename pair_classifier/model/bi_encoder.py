@@ -7,6 +7,8 @@ A saved bi-encoder is a folder: ``encoder/`` (Hugging Face weights and tokenizer
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,10 +32,13 @@ from pair_classifier.constants import (
 )
 from pair_classifier.errors import ArtifactError, reading_artifact
 from pair_classifier.io_utils import read_json, write_json
+from pair_classifier.logs import Progress
 from pair_classifier.model.encoder import tokenizer_from_pretrained
 from pair_classifier.model.encoder_shape import EncoderShape, reshape_to
 from pair_classifier.model.features import FEATURE_BLOCKS, pair_features
 from pair_classifier.model.pooling import mean_pooling
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -148,9 +153,12 @@ class BiEncoder(nn.Module):
         self.eval()
         device = next(self.parameters()).device
         vectors = np.zeros((len(texts), self.embedding_dim), dtype=np.float32)
+        batches = math.ceil(len(texts) / batch_size)
+        progress = Progress(f"encoding {len(texts)} texts", batches, logger, announce=False)
         for index, batch in self.length_sorted_batches(texts, batch_size):
             embedded = self.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             vectors[index] = embedded.float().cpu().numpy()
+            progress.step()
         self.train(was_training)
         return vectors
 

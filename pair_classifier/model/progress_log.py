@@ -11,6 +11,8 @@ import lightning as L
 from pair_classifier.logs import Progress
 
 logger = logging.getLogger(__name__)
+# LearningRateMonitor's entries among the logged metrics: not a figure of the epoch.
+LEARNING_RATE_PREFIX = "lr-"
 
 
 class ProgressLog(L.Callback):
@@ -37,6 +39,6 @@ class ProgressLog(L.Callback):
         figures = ", ".join(
             f"{name} {float(value):.4f}"
             for name, value in sorted(trainer.callback_metrics.items())
-            if value.numel() == 1
+            if value.numel() == 1 and not name.startswith(LEARNING_RATE_PREFIX)
         )
         logger.info("epoch %d/%d: %s", trainer.current_epoch + 1, trainer.max_epochs, figures)

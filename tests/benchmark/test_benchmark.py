@@ -235,7 +235,7 @@ def child_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         "import logging, os, time\n"
         "from multiprocessing import util\n"
         "def log(message):\n"
-        "    logging.getLogger('child').info(message)\n"
+        "    logging.getLogger('pair_classifier.benchmark.child').info(message)\n"
         "    return {}\n"
         "def sleep(seconds):\n"
         "    time.sleep(seconds)\n"
@@ -260,15 +260,18 @@ def child_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_a_variant_s_progress_lines_reach_the_log(
     child_functions: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """A spawned child starts with no logging set up: its pass lines would vanish."""
+    """A spawned child starts with no logging set up: its pass lines would vanish. It logs as
+    the stage does (the project's loggers at INFO, the root logger left at WARNING)."""
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.WARNING)
     try:
         in_fresh_process(child_functions.log, "pass 1/3: 250.0 pairs/s", timeout_s=60, name="v")
     finally:
         root.setLevel(level)
-    assert re.search(r"INFO child \[v\]: pass 1/3: 250\.0 pairs/s", capfd.readouterr().err)
+    assert re.search(
+        r"INFO pair_classifier\.benchmark\.child: pass 1/3: 250\.0 pairs/s", capfd.readouterr().err
+    )
 
 
 @pytest.mark.slow  # a child process

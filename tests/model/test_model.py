@@ -347,3 +347,21 @@ def test_progress_log_reports_each_epoch_its_batches_and_validation(
     assert messages[1].startswith("epoch 1/2: 1 of 4 batches (25%)")
     assert any(m.startswith("epoch 1/2: val_loss ") for m in messages)
     assert any(m.startswith("epoch 2/2: val_loss ") for m in messages)
+
+
+def test_a_long_encoding_logs_its_progress_and_a_short_one_stays_quiet(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fit-classifier and evaluate spend most of their time encoding: a long pass says how far
+    it is; the many short ones (a batch of pairs in predict) add no line."""
+    bi_encoder = BiEncoder.load(tiny_model_dir / "bi_encoder")
+    texts = [text for _, a, b in synthetic_pairs(12, seed=3) for text in (a, b)]
+    with caplog.at_level(logging.INFO, logger="pair_classifier.model.bi_encoder"):
+        bi_encoder.encode(texts, 8)
+        assert caplog.records == []
+        monkeypatch.setattr(logs, "PROGRESS_EVERY_S", 0.0)  # as if every batch took long
+        bi_encoder.encode(texts, 8)
+    assert [r.getMessage()[:38] for r in caplog.records] == [
+        "encoding 24 texts: 1 of 3 batches (33%",
+        "encoding 24 texts: 2 of 3 batches (67%",
+    ]
