@@ -326,9 +326,10 @@ def test_a_diverged_distillation_fails_and_keeps_the_previous_student(project: P
     assert _tree_digest(project / "artifacts/student") == student
     assert _tree_digest(project / "metrics") == metrics
     # Only its own logs and checkpoints record the failed run: DVC redoes distill alone, which
-    # gives back the same student, so no model stage after it reruns (the results page does:
-    # distill's metrics record how long it took).
-    assert stages_run(run(project, "dvc", "repro")) == ["distill", "results"]
+    # gives back the same student, so no model stage after it reruns (the results page may:
+    # distill's metrics record how long it took, to a tenth of a second).
+    rerun = stages_run(run(project, "dvc", "repro"))
+    assert [stage for stage in rerun if stage != "results"] == ["distill"]
     assert _tree_digest(project / "artifacts/student") == student
 
 
