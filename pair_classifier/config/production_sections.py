@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pair_classifier.config.loading import ConfigError
-from pair_classifier.config.rules import ParamsSection, check_choice, one_of, rule
+from pair_classifier.config.rules import (
+    OptimisationSection,
+    ParamsSection,
+    check_choice,
+    one_of,
+    rule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,22 +31,16 @@ PROBABILITY = "expected a probability in [0, 1]"  # what a chance per word must 
 
 
 @dataclass(frozen=True)
-class CrossEncoderConfig(ParamsSection):
+class CrossEncoderConfig(OptimisationSection):
     """The optional cross-encoder teacher: ``model.pretrained`` reading both texts as one input."""
 
     SECTION = "distill.cross_encoder"
 
-    epochs: int = rule("positive")
-    batch_size: int = rule("positive")
-    lr: float = rule("positive")
-    head_lr: float = rule("positive")
-    weight_decay: float = rule("non_negative")
-    warmup_fraction: float = rule("fraction")
     max_length: int = rule("positive")  # both texts together
 
 
 @dataclass(frozen=True)
-class DistillConfig(ParamsSection):
+class DistillConfig(OptimisationSection):
     SECTION = "distill"
 
     keep_layers: list[int] = rule("non_negative", says="expected teacher block indices (0 or more)")
@@ -54,12 +54,6 @@ class DistillConfig(ParamsSection):
     # chance a word becomes an embedding neighbour
     augment_replace_probability: float = rule("probability", says=PROBABILITY)
     augment_neighbours: int = rule("positive")  # candidates per word, nearest in the teacher's
-    epochs: int = rule("positive")
-    batch_size: int = rule("positive")
-    lr: float = rule("positive")
-    head_lr: float = rule("positive")
-    weight_decay: float = rule("non_negative")
-    warmup_fraction: float = rule("fraction")
     temperature: float = rule("positive")
     mse_weight: float = rule("non_negative")
     kl_weight: float = rule("non_negative")

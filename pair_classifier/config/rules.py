@@ -98,3 +98,17 @@ class ParamsSection:
 
     def check(self) -> None:
         """Checks across fields; none unless a section overrides it."""
+
+
+@dataclass(frozen=True)
+class OptimisationSection(ParamsSection):
+    """The settings every trained model shares (teacher, student, cross-encoder): what the one
+    optimiser builder (``model.optim``) and the Trainer read. Sections inherit them, so the
+    fields come first in each."""
+
+    epochs: int = rule("positive")
+    batch_size: int = rule("positive")
+    lr: float = rule("positive")
+    head_lr: float = rule("positive")
+    weight_decay: float = rule("non_negative")
+    warmup_fraction: float = rule("fraction")

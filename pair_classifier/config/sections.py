@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pair_classifier.config.loading import ConfigError
-from pair_classifier.config.rules import ParamsSection, check_choice, check_value, one_of, rule
+from pair_classifier.config.rules import (
+    OptimisationSection,
+    ParamsSection,
+    check_choice,
+    check_value,
+    one_of,
+    rule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,15 +125,9 @@ class PrecisionConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig(ParamsSection):
+class TrainConfig(OptimisationSection):
     SECTION = "train"
 
-    epochs: int = rule("positive")
-    batch_size: int = rule("positive")
-    lr: float = rule("positive")
-    head_lr: float = rule("positive")
-    weight_decay: float = rule("non_negative")
-    warmup_fraction: float = rule("fraction")
     gradient_clip_val: float = rule("non_negative")
     swap_probability: float = rule("probability")
     cosine_loss_weight: float = rule("non_negative")
