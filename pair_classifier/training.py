@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pandas as pd
 import torch
 import yaml
-from dvclive.lightning import DVCLiveLogger
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import Logger, MLFlowLogger
+from lightning.pytorch.loggers import Logger
 
 from pair_classifier.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from pair_classifier.constants import (
@@ -45,18 +43,6 @@ from pair_classifier.model.lightning_module import BiEncoderModule
 from pair_classifier.model.progress_log import ProgressLog
 
 CHECKPOINT_SUFFIX = ".ckpt"
-DVCLIVE_METRICS_SUBDIR = Path("plots/metrics")
-# DVCLive files Lightning's `train_loss` (logged per step) and `val_loss` under these names.
-DVCLIVE_LOSS_FILES = {"train": "train/step/loss.tsv", "validation": "val/loss.tsv"}
-# Curves DVCLive logs, copied as small JSON files into plots/train (kept in git, as the metrics
-# are), so `dvc plots show` and `dvc plots diff` work on a fresh clone: file -> (DVCLive file,
-# column of the value).
-CURVE_FILES = {
-    "train_loss.json": ("train/step/loss.tsv", "loss"),
-    "val_loss.json": ("val/loss.tsv", "loss"),
-    "val_acc.json": ("val/acc.tsv", "acc"),
-}
-CURVE_STEP = "step"
 NON_FINITE_TENSORS_NAMED = 3
 BYTECODE_CACHE = "__pycache__"  # rebuilt by Python at will: not part of a stage's code
 _INTERPOLATION = re.compile(r"\$\{([^}]+)\}")  # dvc.yaml's ${key} in a dep path
@@ -331,51 +317,3 @@ def train_bi_encoder(
         }
     )
     return bi_encoder.cpu().eval(), metrics, Path(best.best_model_path)
-
-
-def training_loggers(
-    dvclive_dir: Path, resume: bool, mlflow_run_id: str | None, tracking_uri: str
-) -> list[Logger]:
-    """DVCLive (feeds `dvc plots`) and, when a tracking run is open, MLflow (per-step curves)."""
-    if not resume and dvclive_dir.exists():
-        shutil.rmtree(dvclive_dir)
-    loggers: list[Logger] = [
-        DVCLiveLogger(
-            dir=str(dvclive_dir), resume=resume, dvcyaml=False, save_dvc_exp=False, report=None
-        )
-    ]
-    if mlflow_run_id is not None:
-        loggers.append(
-            MLFlowLogger(run_id=mlflow_run_id, tracking_uri=tracking_uri, log_model=False)
-        )
-    return loggers
-
-
-def loss_curves(dvclive_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """Training (per step) and validation (per epoch) loss as DVCLive logged them."""
-    curves = {}
-    for name, relative in DVCLIVE_LOSS_FILES.items():
-        path = dvclive_dir / DVCLIVE_METRICS_SUBDIR / relative
-        if path.is_file():
-            frame = pd.read_csv(path, sep="\t")
-            curves[name] = list(zip(frame["step"], frame["loss"]))
-    return curves
-
-
-def write_curve_data(dvclive_dir: Path, out_dir: Path) -> list[Path]:
-    """Copy the curves DVCLive logged (step and value; not its wall-clock timestamps, which
-    would make every rerun a diff) to ``out_dir`` as JSON; a value that is not finite is
-    written as null. Returns the files written."""
-    written = []
-    for name, (relative, column) in CURVE_FILES.items():
-        source = dvclive_dir / DVCLIVE_METRICS_SUBDIR / relative
-        if not source.is_file():
-            continue
-        frame = pd.read_csv(source, sep="\t")
-        rows = [
-            {CURVE_STEP: int(step), column: float(value) if math.isfinite(value) else None}
-            for step, value in zip(frame[CURVE_STEP], frame[column])
-        ]
-        write_json(out_dir / name, rows)
-        written.append(out_dir / name)
-    return written

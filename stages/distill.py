@@ -30,7 +30,7 @@ from pair_classifier.errors import exit_on_user_error
 from pair_classifier.io_utils import replace_dir_atomically, write_json
 from pair_classifier.model.bi_encoder import BiEncoder
 from pair_classifier.tracking import log_artifacts, log_metrics, stage_run, tracking_uri
-from pair_classifier.training import training_loggers
+from pair_classifier.training_loggers import training_loggers
 
 logger = logging.getLogger(__name__)
 

@@ -31,14 +31,8 @@ from pair_classifier.tracking import (
     stage_run,
     tracking_uri,
 )
-from pair_classifier.training import (
-    loss_curves,
-    plan_run,
-    train_bi_encoder,
-    training_fingerprint,
-    training_loggers,
-    write_curve_data,
-)
+from pair_classifier.training import plan_run, train_bi_encoder, training_fingerprint
+from pair_classifier.training_loggers import loss_curves, training_loggers, write_curve_data
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import shutil
 import subprocess
 import warnings
@@ -22,12 +23,8 @@ from pair_classifier import training
 from pair_classifier.config import ConfigError, DataConfig, ModelConfig, TrainConfig
 from pair_classifier.constants import CHECKPOINT_STATE, SPLIT_SUFFIX
 from pair_classifier.io_utils import read_json, write_json
-from pair_classifier.training import (
-    plan_run,
-    train_bi_encoder,
-    training_fingerprint,
-    write_curve_data,
-)
+from pair_classifier.training import plan_run, train_bi_encoder, training_fingerprint
+from pair_classifier.training_loggers import training_loggers, write_curve_data
 
 STAGE = "embed-train"
 
@@ -253,3 +250,17 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(
     assert not [w for w in caught if "not resumable" in str(w.message)]
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_a_summary_cut_short_by_a_kill_does_not_stop_the_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DVCLive rewrites its summary in place: a kill during the rewrite leaves it empty, and
+    DVCLive's resume would fail reading it."""
+    dvclive_dir = tmp_path / "dvclive"
+    dvclive_dir.mkdir()
+    (dvclive_dir / "metrics.json").write_text("")
+    with caplog.at_level(logging.WARNING, logger="pair_classifier.training_loggers"):
+        dvclive = training_loggers(dvclive_dir, True, None, "")[0]
+        dvclive.experiment  # DVCLive reads the summary back here
+    assert "metrics.json was cut short by the kill" in caplog.text
