@@ -1,4 +1,5 @@
-"""The user's commands: `pair-classifier download-data`, `predict` and `results`."""
+"""The user's commands: `pair-classifier download-data`, `predict`, `results` and
+`services up|down|status`."""
 
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -13,7 +14,14 @@ app = typer.Typer(
     help="pair-classifier: text-pair classification pipeline tools.", no_args_is_help=True
 )
 
+services_app = typer.Typer(
+    help="Team services on 127.0.0.1: PostgreSQL, S3 (moto) and the MLflow server.",
+    no_args_is_help=True,
+)
+app.add_typer(services_app, name="services")
+
 DEFAULT_BATCH_SIZE = 64
+ParamsFileOption = Annotated[Path, typer.Option(help="params.yaml to read the section from.")]
 
 
 def _fail(error: Exception) -> NoReturn:
@@ -111,6 +119,50 @@ def results(
     except PairClassifierError as error:
         _fail(error)
     typer.echo(f"written: {', '.join(map(str, written))}")
+
+
+@services_app.command("up")
+def services_up(params_file: ParamsFileOption = PARAMS_FILE) -> None:
+    """Start whatever is not running yet (harmless when all are), in dependency order."""
+    from pair_classifier.services.manager import up
+    from pair_classifier.services.settings import load_services
+
+    try:
+        config = load_services(params_file)
+        up(config, typer.echo)
+    except PairClassifierError as error:
+        _fail(error)
+    typer.echo(f"export MLFLOW_TRACKING_URI={config.mlflow.url}")
+
+
+@services_app.command("down")
+def services_down(params_file: ParamsFileOption = PARAMS_FILE) -> None:
+    """Stop exactly what `up` started (by recorded PID); data stays for the next `up`."""
+    from pair_classifier.services.manager import down
+    from pair_classifier.services.settings import load_services
+
+    try:
+        down(load_services(params_file), typer.echo)
+    except PairClassifierError as error:
+        _fail(error)
+
+
+@services_app.command("status")
+def services_status(params_file: ParamsFileOption = PARAMS_FILE) -> None:
+    """Each service's health; exits 1 when any is down."""
+    from pair_classifier.services.manager import status
+    from pair_classifier.services.settings import load_services
+
+    try:
+        statuses = status(load_services(params_file))
+    except PairClassifierError as error:
+        _fail(error)
+    for item in statuses:
+        state = "up" if item.healthy else "DOWN"
+        pid = f"PID {item.pid}" if item.pid else "no PID"
+        typer.echo(f"{item.name:<10} {state:<4} {item.address:<24} {pid:<10} {item.detail}")
+    if not all(item.healthy for item in statuses):
+        raise typer.Exit(1)
 
 
 def main() -> None:

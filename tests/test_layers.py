@@ -18,10 +18,12 @@ LAYERS = {
     "io_utils": 0,
     "tracking": 0,
     "data": 1,
+    "services": 1,
     "model": 2,
     "evaluation": 2,
     "classifier": 3,
     "training": 3,
+    "training_loggers": 3,
     "plots": 3,
     "predictor": 4,
     "compress": 4,
@@ -38,7 +40,7 @@ LAYERS = {
 # What a unit must not import even where the layers would allow it.
 FORBIDDEN = {
     "model": {"compress", "export", "training"},
-    "export": {"inference", "training", "compress"},
+    "export": {"inference", "training", "training_loggers", "compress"},
 }
 
 

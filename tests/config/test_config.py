@@ -35,6 +35,7 @@ from pair_classifier.config import (
     section,
 )
 from pair_classifier.config.rules import ParamsSection, one_of, rule
+from pair_classifier.services.settings import ServicesConfig
 
 SECTIONS = {
     "data": DataConfig,
@@ -49,6 +50,7 @@ SECTIONS = {
     "trt": TrtConfig,
     "benchmark": BenchmarkConfig,
     "tracking": TrackingConfig,
+    "services": ServicesConfig,
 }
 
 
