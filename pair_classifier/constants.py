@@ -75,3 +75,4 @@ TEACHER_MODEL = "teacher"
 JOBLIB_ALL_CORES = -1  # joblib's n_jobs for "one worker per core"
 QUOTED_VALUE_CHARS = 60  # a wrong value quoted in an error message is cut to this many characters
 PROBABILITY_DECIMALS = 6  # written probabilities: finer than any threshold, short to read
+REGISTER_METRICS = METRICS_DIR / "register.json"  # the registered version and its alias

@@ -31,6 +31,7 @@ LAYERS = {
     "inference": 6,
     "prediction_files": 6,
     "benchmark": 6,
+    "registry": 6,
     "matmul_rates": 6,
     "results_page": 6,
     "results_tables": 6,
@@ -41,6 +42,7 @@ LAYERS = {
 FORBIDDEN = {
     "model": {"compress", "export", "training"},
     "export": {"inference", "training", "training_loggers", "compress"},
+    "registry": {"model", "compress", "training", "training_loggers", "benchmark"},
 }
 
 

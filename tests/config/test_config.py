@@ -35,6 +35,7 @@ from pair_classifier.config import (
     section,
 )
 from pair_classifier.config.rules import ParamsSection, one_of, rule
+from pair_classifier.registry.settings import RegisterConfig
 from pair_classifier.services.settings import ServicesConfig
 
 SECTIONS = {
@@ -49,6 +50,7 @@ SECTIONS = {
     "quantize": QuantizeConfig,
     "trt": TrtConfig,
     "benchmark": BenchmarkConfig,
+    "register": RegisterConfig,
     "tracking": TrackingConfig,
     "services": ServicesConfig,
 }

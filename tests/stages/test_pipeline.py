@@ -37,6 +37,7 @@ STAGES = (
     "quantize",
     "trt",
     "benchmark",
+    "register",
     "results",
 )
 UNTRACKED_STAGES = {"results"}  # renders pages from metrics/; it logs no MLflow run
@@ -190,6 +191,8 @@ def test_compression_chain_outputs(project: Path) -> None:
     assert set(rates) == {"pytorch_fp32", "onnx_fp32", "onnx_int8_dynamic"}
     assert all(rate > 0 for rate in rates.values())
     assert (project / "plots/benchmark/pareto.png").stat().st_size > 1000
+    registered = _json(project / "metrics/register.json")
+    assert (registered["version"], registered["alias"]) == (1, "champion")
     card = _json(project / "artifacts/onnx/model.json")
     assert card["class_names"] == ["not_paraphrase", "paraphrase"]
     assert (project / "artifacts/onnx/tokenizer/tokenizer.json").is_file()
@@ -293,7 +296,13 @@ def test_changing_a_quantize_param_reruns_only_what_follows(project: Path) -> No
     params = yaml.safe_load(params_file.read_text())
     params["quantize"]["per_channel"] = False
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(run(project, "dvc", "repro")) == ["quantize", "trt", "benchmark", "results"]
+    assert stages_run(run(project, "dvc", "repro")) == [
+        "quantize",
+        "trt",
+        "benchmark",
+        "register",  # a new graph: a new registered version
+        "results",
+    ]
 
 
 def _tree_digest(folder: Path) -> dict[str, bytes]:
