@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -28,6 +29,10 @@ POLL_INTERVAL_S = 0.5  # between probes while a service starts or stops
 HTTP_SERVER_ERROR = 500
 CREATE_TIME_TOLERANCE_S = 1.0  # a PID whose start time differs more is another process
 LOG_TAIL_LINES = 15
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700  # also initdb's requirement for the data folder
+SECRETS_DIR = "secrets"  # under the services' data_dir
+SECRET_BYTES = 32
 
 
 class ServiceError(PairClassifierError):
@@ -208,3 +213,14 @@ def spawn(
             start_new_session=True,
         )
     return process.pid
+
+
+def generated_secret(root: Path, name: str) -> str:
+    """A random secret generated once into ``root/secrets/name`` (readable by its owner only),
+    so it survives a restart and never has to be typed into a file in git."""
+    path = root / SECRETS_DIR / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        path.touch(mode=PRIVATE_FILE)
+        path.write_text(secrets.token_urlsafe(SECRET_BYTES))
+    return path.read_text().strip()

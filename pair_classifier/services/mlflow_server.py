@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pair_classifier.services import postgres
 from pair_classifier.services.common import (
     ServiceError,
     ServiceStatus,
+    generated_secret,
     http_status,
     require_free_port,
     running,
@@ -27,7 +27,6 @@ from pair_classifier.services.common import (
     wait_until,
     write_pid,
 )
-from pair_classifier.services.postgres import PRIVATE_DIR, PRIVATE_FILE
 from pair_classifier.services.s3_store import DUMMY_CREDENTIAL
 from pair_classifier.services.settings import ServicesConfig, is_loopback
 
@@ -41,7 +40,6 @@ AUTH_APP = "basic-auth"
 ENV_AUTH_CONFIG = "MLFLOW_AUTH_CONFIG_PATH"  # MLflow's: the basic-auth app's settings file
 ENV_ADMIN_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"  # MLflow's: the admin's first password
 ENV_SECRET_KEY = "MLFLOW_FLASK_SERVER_SECRET_KEY"  # MLflow's: signs the auth app's CSRF tokens
-SECRET_BYTES = 32
 # The basic-auth app's settings when the environment names none: MLflow's own defaults, with
 # its user database kept beside the other services' data instead of in the working directory.
 AUTH_CONFIG = """[mlflow]
@@ -102,7 +100,11 @@ def _auth_environment(config: ServicesConfig, env: dict[str, str]) -> dict[str, 
             f"{NAME}: services.mlflow.auth is on but {ENV_ADMIN_PASSWORD} is unset; set it to "
             "the admin's first password (used once, when the user database is created)"
         )
-    extra = {} if env.get(ENV_SECRET_KEY) else {ENV_SECRET_KEY: _secret_key(config)}
+    extra = (
+        {}
+        if env.get(ENV_SECRET_KEY)
+        else {ENV_SECRET_KEY: generated_secret(config.root, "mlflow_flask_secret_key")}
+    )
     if env.get(ENV_AUTH_CONFIG):
         return extra
     folder = config.root / "mlflow"
@@ -110,16 +112,6 @@ def _auth_environment(config: ServicesConfig, env: dict[str, str]) -> dict[str, 
     ini = folder / "basic_auth.ini"
     ini.write_text(AUTH_CONFIG.format(database=folder / "basic_auth.db"))
     return extra | {ENV_AUTH_CONFIG: str(ini)}
-
-
-def _secret_key(config: ServicesConfig) -> str:
-    """A key generated once into data_dir (mode 600), so sessions survive a restart."""
-    path = config.root / "secrets" / "mlflow_flask_secret_key"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-        path.touch(mode=PRIVATE_FILE)
-        path.write_text(secrets.token_urlsafe(SECRET_BYTES))
-    return path.read_text().strip()
 
 
 def start(config: ServicesConfig) -> str:

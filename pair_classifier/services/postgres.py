@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import secrets
 import shutil
 import signal
 import subprocess
@@ -19,8 +18,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from pair_classifier.services.common import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
     ServiceError,
     ServiceStatus,
+    generated_secret,
     port_open,
     require_binary,
     require_free_port,
@@ -37,10 +39,7 @@ NAME = "postgresql"
 ENV_PASSWORD = "PAIR_CLASSIFIER_POSTGRES_PASSWORD"
 ENV_PORT = "PAIR_CLASSIFIER_POSTGRES_PORT"
 INSTALL_HINT = "install PostgreSQL 15 server binaries (Debian: apt-get install postgresql-15)"
-PASSWORD_BYTES = 24
-PRIVATE_FILE = 0o600
 SHARED_DIR = 0o755
-PRIVATE_DIR = 0o700  # initdb's requirement for the data folder
 MAINTENANCE_DB = "postgres"
 FAST_SHUTDOWN = signal.SIGINT  # PostgreSQL's "fast" shutdown: roll back, then exit cleanly
 
@@ -59,14 +58,7 @@ def _pid_file(config: ServicesConfig) -> Path:
 
 def password(config: ServicesConfig) -> str:
     """The roles' password: the environment's, else the one generated on first ``up``."""
-    if os.environ.get(ENV_PASSWORD):
-        return os.environ[ENV_PASSWORD]
-    path = config.root / "secrets" / "postgres_password"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-        path.touch(mode=PRIVATE_FILE)
-        path.write_text(secrets.token_urlsafe(PASSWORD_BYTES))
-    return path.read_text().strip()
+    return os.environ.get(ENV_PASSWORD) or generated_secret(config.root, "postgres_password")
 
 
 def backend_store_uri(config: ServicesConfig) -> str:

@@ -9,13 +9,14 @@ for durable team storage point the project at AWS S3 or MinIO (docs/services.md)
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import signal
 import threading
 from pathlib import Path
 from typing import Any
+
+import typer
 
 from pair_classifier.logs import configure_logging
 
@@ -98,19 +99,19 @@ def serve(host: str, port: int, data_dir: Path, bucket: str, region: str, every_
     server.stop()
 
 
-def main() -> None:
+def main(
+    host: str = typer.Option(...),
+    port: int = typer.Option(...),
+    data_dir: Path = typer.Option(...),
+    bucket: str = typer.Option(...),
+    region: str = typer.Option(...),
+    save_every_s: float = typer.Option(SAVE_EVERY_S),
+) -> None:
+    """moto's S3 server with its objects kept on disk (started by ``services up``)."""
     configure_logging()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--bucket", required=True)
-    parser.add_argument("--region", required=True)
-    parser.add_argument("--save-every-s", type=float, default=SAVE_EVERY_S)
-    args = parser.parse_args()
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    serve(args.host, args.port, args.data_dir, args.bucket, args.region, args.save_every_s)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    serve(host, port, data_dir, bucket, region, save_every_s)
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)
