@@ -1,5 +1,5 @@
-"""The user's commands: `pair-classifier download-data`, `predict`, `results` and
-`services up|down|status`."""
+"""The user's commands: `pair-classifier download-data`, `predict`, `results`, `lineage` and
+`services up|down|status`; `serve ...` lives in ``pair_classifier.serving.cli``."""
 
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
@@ -8,7 +8,12 @@ import typer
 
 from pair_classifier.config import DataConfig, read_params, section
 from pair_classifier.constants import PARAMS_FILE, TEXT_A, TEXT_B
+from pair_classifier.demo.cli import demo_command
 from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
+from pair_classifier.monitoring.cli import drift_command
+from pair_classifier.monitoring.prom_cli import monitor_app
+from pair_classifier.serving.cli import serve_app
+from pair_classifier.tuning.cli import tune_app
 
 app = typer.Typer(
     help="pair-classifier: text-pair classification pipeline tools.", no_args_is_help=True
@@ -19,6 +24,11 @@ services_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
+app.add_typer(serve_app, name="serve")
+app.add_typer(tune_app, name="tune")
+app.command("drift")(drift_command)
+app.add_typer(monitor_app, name="monitor")
+app.command("demo")(demo_command)
 
 DEFAULT_BATCH_SIZE = 64
 ParamsFileOption = Annotated[Path, typer.Option(help="params.yaml to read the section from.")]
@@ -121,6 +131,48 @@ def results(
     typer.echo(f"written: {', '.join(map(str, written))}")
 
 
+@app.command()
+def lineage(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="models:/NAME@ALIAS, models:/NAME/VERSION, or a version number or @ALIAS of "
+            "register.model_name."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+    diff_out: Annotated[
+        Optional[Path],
+        typer.Option(help="Write the uncommitted changes recorded with it (a git diff) here."),
+    ] = None,
+    params_file: ParamsFileOption = PARAMS_FILE,
+) -> None:
+    """Where a registered version came from (commit, data, params, metrics, DVC outputs) and
+    the commands that rebuild it. The registry is MLFLOW_TRACKING_URI's (else params.yaml's)."""
+    import json
+
+    from pair_classifier.config import TrackingConfig
+    from pair_classifier.registry.lineage import as_json as lineage_json
+    from pair_classifier.registry.lineage import as_text, diff_text, model_lineage
+    from pair_classifier.registry.settings import SECTION_NAME, RegisterConfig
+    from pair_classifier.tracking import check_reachable, tracking_uri
+
+    try:
+        params = read_params(params_file)
+        tracking = section(params, "tracking", TrackingConfig)
+        uri = tracking_uri(tracking)
+        check_reachable(uri, tracking.server_timeout_s)
+        default_name = section(params, SECTION_NAME, RegisterConfig).model_name
+        client, found = model_lineage(model, uri, default_name)
+        if diff_out is not None:
+            diff_out.write_text(diff_text(client, found), encoding="utf-8")
+            typer.echo(f"{diff_out}: uncommitted changes of {found.reference}", err=True)
+            return
+    except PairClassifierError as error:
+        _fail(error)
+    typer.echo(json.dumps(lineage_json(found), indent=2) if as_json else as_text(found))
+
+
 @services_app.command("up")
 def services_up(params_file: ParamsFileOption = PARAMS_FILE) -> None:
     """Start whatever is not running yet (harmless when all are), in dependency order."""
@@ -149,12 +201,14 @@ def services_down(params_file: ParamsFileOption = PARAMS_FILE) -> None:
 
 @services_app.command("status")
 def services_status(params_file: ParamsFileOption = PARAMS_FILE) -> None:
-    """Each service's health; exits 1 when any is down."""
+    """Each service's health and the DVC remote's (from here); exits 1 when any is down."""
     from pair_classifier.services.manager import status
+    from pair_classifier.services.remote import remote_status
     from pair_classifier.services.settings import load_services
 
     try:
-        statuses = status(load_services(params_file))
+        config = load_services(params_file)
+        statuses = [*status(config), remote_status(config)]
     except PairClassifierError as error:
         _fail(error)
     for item in statuses:

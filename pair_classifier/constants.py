@@ -76,3 +76,5 @@ JOBLIB_ALL_CORES = -1  # joblib's n_jobs for "one worker per core"
 QUOTED_VALUE_CHARS = 60  # a wrong value quoted in an error message is cut to this many characters
 PROBABILITY_DECIMALS = 6  # written probabilities: finer than any threshold, short to read
 REGISTER_METRICS = METRICS_DIR / "register.json"  # the registered version and its alias
+SERVING_METRICS = METRICS_DIR / "serving.json"  # the load test of the servers
+SERVING_PLOTS_DIR = PLOTS_DIR / "serving"

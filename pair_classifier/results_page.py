@@ -26,11 +26,13 @@ from pair_classifier.constants import (
     QUANTIZE_METRICS,
     README,
     RESULTS_PAGE,
+    SERVING_METRICS,
     TRAIN_METRICS,
     TRT_METRICS,
 )
 from pair_classifier.errors import PairClassifierError
 from pair_classifier.io_utils import read_json, replacing_file, write_json
+from pair_classifier.results_serving import serving_headline, serving_section
 from pair_classifier.results_tables import (
     MISSING,
     classifier_section,
@@ -52,7 +54,8 @@ from pair_classifier.results_variants import (
     matmul_section,
     quantize_section,
     records_table,
-    serving_variant,
+    served_section,
+    served_variant,
     trt_section,
 )
 
@@ -68,6 +71,7 @@ METRIC_FILES = {
     "quantize": QUANTIZE_METRICS,
     "trt": TRT_METRICS,
     "benchmark": BENCHMARK_METRICS,
+    "serving": SERVING_METRICS,
     "coverage": COVERAGE_METRICS,
 }
 README_START = "<!-- results:start -->"
@@ -165,12 +169,18 @@ def render_page(metrics: Mapping[str, dict], plots: list[str]) -> str:
         "",
         *records_table(metrics["onnx"], "graph"),
         "",
-        *quantize_section(metrics["quantize"]),
+        *quantize_section(metrics["quantize"], served_variant(metrics["benchmark"])),
         *trt_section(metrics["trt"]),
         "## Benchmark",
         "",
         *benchmark_section(metrics["benchmark"]),
         *matmul_section(metrics["benchmark"]),
+        "## Served graph",
+        "",
+        *served_section(metrics["benchmark"]),
+        "## Serving",
+        "",
+        *serving_section(metrics["serving"]),
         "## Plots",
         "",
         *(plots or ["No plots found."]),
@@ -203,7 +213,7 @@ def render_headline(metrics: Mapping[str, dict]) -> str:
     vs_pytorch = benchmark.get(f"speedup_vs_{PYTORCH_TEACHER}", {})
     vs_onnx = benchmark.get(f"speedup_vs_{ONNX_TEACHER}", {})
     student = f"pytorch_fp32_{DEPLOYED_MODEL}"
-    serving = serving_variant(metrics["quantize"])
+    serving = served_variant(benchmark)
     served = f"onnx_{serving}_{DEPLOYED_MODEL}" if serving else None
     pick = benchmark.get("fastest_keeping_f1")
     rows = [
@@ -227,6 +237,7 @@ def render_headline(metrics: Mapping[str, dict]) -> str:
             f"{code(pick) if pick else MISSING}: {times(vs_pytorch.get(pick))} / "
             f"{times(vs_onnx.get(pick))}",
         ],
+        serving_headline(metrics["serving"]),
         ["benchmark machine's CPU flags", _cpu_flags(benchmark)],
         [
             "line coverage of the tests",

@@ -1,8 +1,10 @@
-"""Markdown tables of the exported variants and of the benchmark, for docs/results.md.
+"""Markdown tables of the exported variants, of the benchmark and of its served choice, for
+docs/results.md.
 
 Quantize may record variants it rejected (outside the accuracy bound) beside the accepted ones:
 in their own entry with a ``rejected`` reason, or under a ``rejected`` mapping or list. Every
-variant present is rendered, and the rejected ones are marked.
+variant present is rendered, and the rejected ones are marked. The served graph is the
+benchmark's ``served`` record: the variant, its graph, why, and each candidate's figures.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ logger = logging.getLogger(__name__)
 
 QUANTIZE_KNOWN = {"val", "accuracy_drop", "max_abs_probability_diff_batch1_vs_batched", "megabytes"}
 QUANTIZE_STATUS_KEYS = ("rejected", "reason", "status", "name", "variant")
-SERVING_KEYS = ("serving_variant", "serving")
+SERVED_KEY = "served"  # metrics/benchmark.json: the graph chosen for serving, and why
 REJECTED_KEY = "rejected"
+INVARIANCE_KEY = "max_abs_probability_diff_batch1_vs_batched"
+HEAD_TO_HEAD_KEY = "head_to_head_pairs_per_s"  # the eligible graphs' pairs/s, taking turns
 PYTORCH_TEACHER = "pytorch_fp32_teacher"
 ONNX_TEACHER = "onnx_fp32_teacher"
 
@@ -41,12 +45,16 @@ def records_table(records: Mapping[str, Any], first: str) -> list[str]:
     return table([first, *(code(key) for key in keys)], rows) if rows else []
 
 
-def serving_variant(quantize: Mapping[str, Any]) -> str | None:
-    """The variant quantize names as the served one, if its record says."""
-    for key in SERVING_KEYS:
-        if isinstance(quantize.get(key), str):
-            return quantize[key]
-    return None
+def served_record(benchmark: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The benchmark's ``served`` record, ``{}`` when it has none."""
+    record = benchmark.get(SERVED_KEY)
+    return record if isinstance(record, Mapping) else {}
+
+
+def served_variant(benchmark: Mapping[str, Any]) -> str | None:
+    """The student graph the benchmark chose to serve (``fp32``, ``int8_static`` ...), if any."""
+    variant = served_record(benchmark).get("variant")
+    return variant if isinstance(variant, str) else None
 
 
 def quantized_variants(quantize: Mapping[str, Any]) -> dict[str, tuple[dict, str | None]]:
@@ -69,8 +77,8 @@ def quantized_variants(quantize: Mapping[str, Any]) -> dict[str, tuple[dict, str
     return dict(sorted(found.items()))
 
 
-def quantize_section(quantize: Mapping[str, Any]) -> list[str]:
-    serving = serving_variant(quantize)
+def quantize_section(quantize: Mapping[str, Any], served: str | None) -> list[str]:
+    """quantize's graphs; ``served`` (the benchmark's choice) is marked when it is one."""
     variants = quantized_variants(quantize)
     extra = sorted(
         {
@@ -88,12 +96,12 @@ def quantize_section(quantize: Mapping[str, Any]) -> list[str]:
         + [""] * len(extra)
     ]
     for name, (figures, reason) in variants.items():
-        status = "rejected" if reason else ("serving" if name == serving else "kept")
+        status = "rejected" if reason else ("served" if name == served else "kept")
         val = figures.get("val", {}) if isinstance(figures.get("val"), Mapping) else {}
         rows.append(
             [code(name), status, number(val.get("accuracy"), ".4f"), number(val.get("f1"), ".4f")]
             + [number(figures.get("accuracy_drop"), "+.4f")]
-            + [number(figures.get("max_abs_probability_diff_batch1_vs_batched"), ".1e")]
+            + [number(figures.get(INVARIANCE_KEY), ".1e")]
             + [number(figures.get("megabytes"), ".2f")]
             + [plain(figures.get(key)) for key in extra]
         )
@@ -101,8 +109,8 @@ def quantize_section(quantize: Mapping[str, Any]) -> list[str]:
     headers += ["max abs Δprob batch 1 vs 32", "MB", *(code(key) for key in extra)]
     lines = [
         f"int8 graphs of the student (validation split; calibrated on "
-        f"{plain(quantize.get('calibration_pairs'))} training pairs). Served variant: "
-        f"{code(serving) if serving else 'not recorded'}.",
+        f"{plain(quantize.get('calibration_pairs'))} training pairs). Served graph (the "
+        f"benchmark's choice, below): {code(served) if served else 'not recorded'}.",
         "",
         *table(headers, rows),
         "",
@@ -180,5 +188,52 @@ def matmul_section(benchmark: Mapping[str, Any]) -> list[str]:
         "One large matrix product in each runtime (GMAC/s, median of the passes):",
         "",
         *table(["runtime", "GMAC/s", "spread"], rows),
+        "",
+    ]
+
+
+def served_section(benchmark: Mapping[str, Any]) -> list[str]:
+    """The benchmark's choice of the served graph: which, why, the rule, each candidate."""
+    record = served_record(benchmark)
+    if not record:
+        return ["The benchmark did not record a served graph.", ""]
+    rule = record.get("rule", {}) if isinstance(record.get("rule"), Mapping) else {}
+    candidates = record.get("candidates", {})
+    variant = served_variant(benchmark)
+    rows = []
+    for name, figures in candidates.items() if isinstance(candidates, Mapping) else []:
+        status = (
+            "served" if name == variant else ("left out" if figures.get("left_out") else "eligible")
+        )
+        rows.append(
+            [code(name), status, number(figures.get("throughput_pairs_per_s"), ".1f")]
+            + [number(figures.get(HEAD_TO_HEAD_KEY), ".1f")]
+            + [number(figures.get("f1"), ".4f"), number(figures.get("f1_kept"), ".2%")]
+            + [number(figures.get(INVARIANCE_KEY), ".1e")]
+        )
+    reference = rule.get("f1_reference")
+    headers = [
+        "graph",
+        "status",
+        "pairs/s",
+        "pairs/s taking turns",
+        "F1",
+        f"F1 / {code(reference) if reference else MISSING}",
+    ]
+    headers += [f"max abs Δprob batch 1 vs {plain(rule.get('batch_size'))}"]
+    chosen = f"{code(variant)} (`{record.get('graph', MISSING)}`)" if variant else "none"
+    return [
+        "Chosen by the benchmark stage from its own figures on the machine above, among the "
+        "student's ONNX graphs: batch-invariant (max |Δprobability| at most "
+        f"{number(rule.get('batch_invariance_tolerance'), 'g')}), keeping "
+        f"{number(rule.get('min_f1_kept'), '.0%')} of the F1 of "
+        f"{code(reference) if reference else MISSING}, then the fastest; a simpler graph stays "
+        f"chosen unless a faster one beats it by more than "
+        f"{number(rule.get('tie_margin'), '.0%')}. With several eligible, their pairs/s are "
+        "measured again taking turns, so that they see the same load.",
+        "",
+        f"Served graph: {chosen}. Why: {plain(record.get('reason'))}.",
+        "",
+        *table(headers, rows),
         "",
     ]

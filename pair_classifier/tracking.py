@@ -8,10 +8,13 @@ logs nothing new.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +40,18 @@ PIPELINE_KEY_TAG = "pair_classifier.pipeline_key"
 RUN_KIND_TAG = "pair_classifier.run_kind"
 HTTP_SCHEMES = ("http://", "https://")
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK")
+# Requests that need the server's backend store and its artifact store: /health answers even
+# when both are down, and MLflow's client retries a 5xx for minutes before it gives up.
+STORE_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
+ARTIFACTS_PROBE = "/api/2.0/mlflow-artifacts/artifacts?path="
+HTTP_SERVER_ERROR = 500
+MESSAGE_CHARS = 300  # of a server's error message quoted in ours
+CREDENTIAL_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")  # MLflow's own
+POSTGRES_MARKERS = ("psycopg2", "postgres")
+SERVICES_HINT = (
+    "With the team services: `pair-classifier services status` shows which one is down and "
+    "`pair-classifier services up` starts it. Nothing was logged"
+)
 
 
 class TrackingUnavailable(PairClassifierError, RuntimeError):
@@ -105,17 +120,38 @@ def pipeline_outputs(dvc_yaml: Path = DVC_YAML_FILE) -> list[str]:
     return paths
 
 
+def _source_paths() -> list[str]:
+    """git pathspecs of everything but the pipeline's own outputs."""
+    outputs = pipeline_outputs() if DVC_YAML_FILE.is_file() else []
+    return ["--", ".", *(f":(exclude){path}" for path in outputs)]
+
+
+def uncommitted_diff() -> str:
+    """``git diff HEAD`` of the tracked files that are not pipeline outputs ("" when clean):
+    with the commit, what a dirty run needs to be rebuilt (untracked files are not in it)."""
+    sources = _source_paths()
+    status = _git("status", "--porcelain", "--untracked-files=no", *sources) or ""
+    return (_git("diff", "HEAD", "--binary", *sources) or "") if status.strip() else ""
+
+
+def git_remote_url(remote: str = "origin") -> str:
+    """Where the code can be cloned from ("" without that remote); a user name or token in
+    the URL is dropped, so it never lands in a tag."""
+    url = (_git("remote", "get-url", remote) or "").strip()
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        url = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+    return url
+
+
 def current_lineage(params_file: Path = PARAMS_FILE) -> Lineage:
     """Commit, uncommitted changes to anything but the pipeline's own outputs, data, params."""
     commit = (_git("rev-parse", "HEAD") or "unknown").strip() or "unknown"
-    outputs = pipeline_outputs() if DVC_YAML_FILE.is_file() else []
-    sources = ["--", ".", *(f":(exclude){path}" for path in outputs)]
-    status = _git("status", "--porcelain", "--untracked-files=no", *sources) or ""
-    diff = (_git("diff", "HEAD", *sources) or "") if status else ""
+    diff = uncommitted_diff()
     params = params_file.read_bytes() if params_file.is_file() else b""
     return Lineage(
         git_commit=commit,
-        git_dirty=bool(status.strip()),
+        git_dirty=bool(diff),
         git_diff_hash=hashlib.md5(diff.encode()).hexdigest() if diff else "",
         data_md5=data_version(),
         params_md5=hashlib.md5(params).hexdigest(),
@@ -130,7 +166,8 @@ def tracking_uri(config: TrackingConfig) -> str:
 
 
 def check_reachable(uri: str, timeout_s: float) -> None:
-    """Fail fast, before any training, when a tracking server is configured but down."""
+    """Fail fast, before any training, when a tracking server is configured but down, or up
+    while its backend store (PostgreSQL) or artifact store (S3) is not."""
     if not uri.startswith(HTTP_SCHEMES):
         return
     health = uri.rstrip("/") + "/health"
@@ -140,9 +177,67 @@ def check_reachable(uri: str, timeout_s: float) -> None:
                 raise TrackingUnavailable(f"{health} answered HTTP {response.status}")
     except (urllib.error.URLError, OSError) as error:
         raise TrackingUnavailable(
-            f"MLflow tracking server {uri} is unreachable ({error}). Start it, or unset "
-            f"{ENV_TRACKING_URI} to track into the embedded store."
+            f"MLflow tracking server {uri} is unreachable ({error}). Start it (the team "
+            f"services: `pair-classifier services up`), or unset {ENV_TRACKING_URI} to track "
+            "into the embedded store."
         ) from error
+    _check_store(uri, timeout_s)
+    _check_artifact_store(uri, timeout_s)
+
+
+def _probe(url: str, timeout_s: float) -> tuple[int | None, str]:
+    """One request, no retries: the HTTP status and the error message (None: no answer in
+    time). Sends MLflow's basic-auth credentials when they are set."""
+    request = urllib.request.Request(url)
+    username, password = (os.environ.get(name) for name in CREDENTIAL_VARIABLES)
+    if username and password:
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as error:
+        body = error.read().decode(errors="replace")
+        try:
+            message = str(json.loads(body).get("message", body))
+        except (ValueError, AttributeError):  # not JSON: a proxy's or Flask's page says nothing
+            message = "" if body.lstrip().startswith("<") else body
+        return error.code, " ".join(message.split())[:MESSAGE_CHARS]
+    except (urllib.error.URLError, OSError):  # a timeout, or the server went away meanwhile
+        return None, ""
+
+
+def _check_store(uri: str, timeout_s: float) -> None:
+    status, message = _probe(uri.rstrip("/") + STORE_PROBE, timeout_s)
+    if status is None:
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is up, but its backend store (PostgreSQL, with the "
+            f"team services) gave no answer within {timeout_s:g} s (tracking.server_timeout_s): "
+            f"it is down or still starting. {SERVICES_HINT}."
+        )
+    if status >= HTTP_SERVER_ERROR:
+        store = (
+            "PostgreSQL"
+            if any(marker in message.lower() for marker in POSTGRES_MARKERS)
+            else "backend store"
+        )
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is up, but its {store} is not: HTTP {status}, "
+            f"{message or 'no message'}. {SERVICES_HINT}; a managed database: check the "
+            "server's --backend-store-uri."
+        )
+
+
+def _check_artifact_store(uri: str, timeout_s: float) -> None:
+    """Only a server that serves artifacts itself (``--serve-artifacts``) answers this."""
+    status, message = _probe(uri.rstrip("/") + ARTIFACTS_PROBE, timeout_s)
+    if status is None or status >= HTTP_SERVER_ERROR:
+        answer = f"HTTP {status}" if status else f"no answer within {timeout_s:g} s"
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is up, but its artifact store (S3, with the team "
+            f"services) is not: {answer}{', ' + message if message else ''}. {SERVICES_HINT}; "
+            "another S3: check the server's --artifacts-destination and its AWS credentials."
+        )
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

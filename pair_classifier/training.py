@@ -44,6 +44,7 @@ from pair_classifier.model.progress_log import ProgressLog
 
 CHECKPOINT_SUFFIX = ".ckpt"
 NON_FINITE_TENSORS_NAMED = 3
+FULL_DATA = 1.0  # every training batch, each epoch
 BYTECODE_CACHE = "__pycache__"  # rebuilt by Python at will: not part of a stage's code
 _INTERPOLATION = re.compile(r"\$\{([^}]+)\}")  # dvc.yaml's ${key} in a dep path
 
@@ -174,6 +175,15 @@ def build_bi_encoder(model: ModelConfig, data: DataConfig) -> BiEncoder:
     return BiEncoder(encoder, load_tokenizer(model), spec)
 
 
+def freeze_unused_pooler(bi_encoder: BiEncoder) -> None:
+    """Mean pooling never uses the transformer's own pooler, so it gets no gradient: harmless
+    on one device (the optimiser skips it), but DDP refuses parameters that take no part in the
+    loss. Frozen, it is left out of DDP's gradient sync and training is otherwise unchanged."""
+    pooler = getattr(bi_encoder.encoder, "pooler", None)
+    if isinstance(pooler, torch.nn.Module):
+        pooler.requires_grad_(False)
+
+
 def make_trainer(
     train: TrainConfig,
     epochs: int,
@@ -181,8 +191,11 @@ def make_trainer(
     monitor: str,
     mode: str,
     loggers: list[Logger],
+    data_fraction: float = FULL_DATA,
 ) -> tuple[L.Trainer, ModelCheckpoint]:
-    """A Trainer with the project's hardware settings, checkpoints and early stopping.
+    """A Trainer with the project's hardware settings, checkpoints and early stopping, running
+    ``data_fraction`` of the training batches each epoch (the teacher's ``train.data_fraction``,
+    a tuning proxy; the student always trains on all of them).
 
     ``best.ckpt`` keeps the weights of the best epoch by ``monitor``; ``last.ckpt`` the full
     state every ``train.checkpoint_every_n_steps`` steps, for resuming.
@@ -211,6 +224,7 @@ def make_trainer(
         precision=precision,
         gradient_clip_val=train.gradient_clip_val,
         log_every_n_steps=train.log_every_n_steps,
+        limit_train_batches=data_fraction if data_fraction < FULL_DATA else None,
         logger=loggers,
         callbacks=[
             best,
@@ -278,6 +292,7 @@ def train_bi_encoder(
     if train.num_threads > 0:
         torch.set_num_threads(train.num_threads)
     bi_encoder = build_bi_encoder(model_config, data)
+    freeze_unused_pooler(bi_encoder)
     module = BiEncoderModule(bi_encoder, train)
     datamodule = PairDataModule(
         prepared_dir,
@@ -289,7 +304,13 @@ def train_bi_encoder(
         group_by_length=train.group_by_length,
     )
     trainer, best = make_trainer(
-        train, train.epochs, run.checkpoint_dir, train.monitor, train.monitor_mode, loggers
+        train,
+        train.epochs,
+        run.checkpoint_dir,
+        train.monitor,
+        train.monitor_mode,
+        loggers,
+        train.data_fraction,
     )
     started = time.perf_counter()
     resumed_from_step = 0

@@ -1,9 +1,11 @@
-"""Stage benchmark: every variant side by side on the test split; DVC metrics and a Pareto plot."""
+"""Stage benchmark: every variant side by side on the test split, the graph to serve chosen from
+those figures; DVC metrics and a Pareto plot."""
 
 import logging
 
 from pair_classifier.benchmark.report import write_pareto_plots
 from pair_classifier.benchmark.run import pipeline_variants, rejected_variants, run_benchmark
+from pair_classifier.benchmark.serving import check_served
 from pair_classifier.config import (
     BenchmarkConfig,
     ExportConfig,
@@ -35,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 
 def main() -> None:
-    """Measure every variant in its own process, then write metrics, plots and MLflow runs."""
+    """Measure every variant in its own process, choose the served graph, then write metrics,
+    plots and MLflow runs; fail (figures written) when no graph can be served."""
     params = read_params()
     config = section(params, "benchmark", BenchmarkConfig)
     quantize = section(params, "quantize", QuantizeConfig)
@@ -75,8 +78,12 @@ def main() -> None:
             log_metrics(result, f"{name}.")
         log_metrics(report["matmul_rates"]["gmac_per_s"], "matmul_gmac_per_s.")
         log_artifacts(BENCHMARK_PLOTS_DIR, "plots/benchmark")
+        check_served(report["served"])
     logger.info(
-        "Done: fastest variant keeping %s of the teacher's F1: %s (speed-ups: %s); wrote %s, %s",
+        "Done: served %s (%s); fastest variant keeping %s of the teacher's F1: %s (speed-ups: "
+        "%s); wrote %s, %s",
+        report["served"]["variant"],
+        report["served"]["reason"],
         config.min_f1_kept,
         report["fastest_keeping_f1"],
         report["speedup_vs_pytorch_fp32_teacher"],

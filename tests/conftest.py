@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -115,3 +117,13 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
         assert metrics[name]["prediction_agreement"] == 1.0
         assert metrics[name]["max_abs_score_diff"] <= config.max_abs_score_diff
     return directory
+
+
+@pytest.fixture(scope="session")
+def team_services() -> Iterator[Any]:
+    """PostgreSQL, S3 and the MLflow server on free loopback ports, started once for the
+    session and stopped by PID at its end (tests/services/team_services.py)."""
+    from services.team_services import running_services
+
+    with running_services() as config:
+        yield config

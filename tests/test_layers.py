@@ -32,10 +32,16 @@ LAYERS = {
     "prediction_files": 6,
     "benchmark": 6,
     "registry": 6,
+    "loadtest": 6,
+    "serving": 6,
+    "monitoring": 6,
     "matmul_rates": 6,
     "results_page": 6,
     "results_tables": 6,
     "results_variants": 6,
+    "results_serving": 6,
+    "tuning": 6,
+    "demo": 6,
     "cli": 6,
 }
 # What a unit must not import even where the layers would allow it.
@@ -43,6 +49,9 @@ FORBIDDEN = {
     "model": {"compress", "export", "training"},
     "export": {"inference", "training", "training_loggers", "compress"},
     "registry": {"model", "compress", "training", "training_loggers", "benchmark"},
+    "serving": {"model", "compress", "training", "training_loggers", "benchmark"},
+    "monitoring": {"model", "compress", "training", "training_loggers"},
+    "demo": {"model", "compress", "training", "training_loggers", "benchmark"},
 }
 
 

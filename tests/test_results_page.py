@@ -4,6 +4,7 @@ the committed ones must be what the committed metrics give, and they follow the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -76,21 +77,40 @@ def test_absent_keys_and_files_render_as_not_recorded(tmp_path: Path) -> None:
     assert "not recorded" in (tmp_path / README).read_text(encoding="utf-8")
 
 
-def test_rejected_and_serving_quantized_variants_are_marked(project: Path) -> None:
+def test_rejected_and_served_variants_are_marked_with_the_benchmark_s_reason(
+    project: Path,
+) -> None:
     _edit_json(
         project / "metrics/quantize.json",
         {
-            "serving_variant": "int8_static",
             "rejected": {
                 "int8_dynamic": {"reason": "accuracy dropped by 0.0121", "accuracy_drop": 0.0121}
             },
         },
     )
+    served = {
+        "variant": "int8_static",
+        "graph": "artifacts/quantized/student.int8_static.onnx",
+        "reason": "int8_static: the fastest eligible graph (612.5 pairs/s)",
+        "rule": {"f1_reference": "onnx_fp32_student", "min_f1_kept": 0.99, "batch_size": 32},
+        "candidates": {
+            "fp32": {"throughput_pairs_per_s": 300.0, "f1": 0.85, "left_out": None},
+            "int8_static": {"throughput_pairs_per_s": 612.5, "f1": 0.849, "left_out": None},
+            "int8_dynamic_optimized": {"throughput_pairs_per_s": 700.0, "left_out": "batch"},
+        },
+    }
+    _edit_json(project / "metrics/benchmark.json", {"served": served})
     write_results(project)
     page = (project / RESULTS_PAGE).read_text(encoding="utf-8")
     assert "| `int8_dynamic`           | rejected  |" in page
     assert "- `int8_dynamic`: accuracy dropped by 0.0121" in page
-    assert "| `int8_static`            | serving   |" in page
+    assert "| `int8_static`            | served    |" in page
+    assert (
+        "Served graph: `int8_static` (`artifacts/quantized/student.int8_static.onnx`). Why: "
+        "int8_static: the fastest eligible graph (612.5 pairs/s)." in page
+    )
+    assert re.search(r"\| `int8_dynamic_optimized` \| left out +\| 700\.0 ", page)
+    assert re.search(r"\| `fp32` +\| eligible +\| 300\.0 ", page)
     readme = (project / README).read_text(encoding="utf-8")
     assert "`onnx_int8_static_student`" in readme
 
@@ -103,7 +123,7 @@ def test_the_machine_is_described_from_the_benchmark_record(project: Path) -> No
     page = (project / RESULTS_PAGE).read_text(encoding="utf-8")
     assert "AMD EPYC 7B13" in page and "avx2, avx512_vnni, fma" in page
     readme = (project / README).read_text(encoding="utf-8")
-    assert "| benchmark machine's CPU flags             | avx2, avx512_vnni " in readme
+    assert re.search(r"\| benchmark machine's CPU flags +\| avx2, avx512_vnni +\|", readme)
 
 
 def test_a_coverage_report_refreshes_metrics_coverage(project: Path) -> None:
@@ -147,3 +167,25 @@ def test_check_names_the_stale_files_and_writes_nothing(
     assert (project / RESULTS_PAGE).read_bytes() == before
     assert runner.invoke(app, ["results"]).exit_code == 0
     assert runner.invoke(app, ["results", "--check"]).exit_code == 0
+
+
+def test_the_load_test_is_tabled_with_its_ratios_and_soak(project: Path) -> None:
+    serving = {
+        "pairs": 100,
+        "split": "test",
+        "model": "models:/pair-classifier/3",
+        "targets": {
+            "triton": {"16": {"clients": 16, "throughput_req_per_s": 300.0, "p99_ms": 80.0}},
+            "mlflow": {"16": {"clients": 16, "throughput_req_per_s": 100.0, "p99_ms": 400.0}},
+        },
+        "at_16_clients": {"throughput_ratios": {"triton_vs_mlflow": 3.0}, "triton_p99_ms": 80.0},
+        "soak": {"target": "triton_soak", "clients": 64, "requests": 900, "failures": 0},
+    }
+    (project / "metrics/serving.json").write_text(json.dumps(serving), encoding="utf-8")
+    write_results(project)
+    page = (project / RESULTS_PAGE).read_text(encoding="utf-8")
+    assert re.search(r"\| `mlflow` +\| 16 +\| 100\.0 ", page)
+    assert "Triton's throughput over the others': mlflow 3.00×; Triton's p99 80 ms" in page
+    assert "at 64 clients for n/a s: 0 failed of 900" in page
+    readme = (project / README).read_text(encoding="utf-8")
+    assert re.search(r"\| Triton at 16 clients.*\| 3\.00× mlflow; 80 ms +\|", readme)

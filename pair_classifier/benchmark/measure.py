@@ -2,7 +2,9 @@
 runs in (``supervision.in_fresh_process`` gives each variant its own).
 
 Every variant scores the same split, tokenisation included: throughput on length-sorted batches
-(pairs/s), latency p50/p95 of single pairs, accuracy and F1, size on disk, and peak memory.
+(pairs/s), latency p50/p95 of single pairs, accuracy and F1, size on disk, and peak memory. The
+single pairs' probabilities, against the same pairs' in the batches, give batch invariance: how
+far a served pair's answer depends on what else is in its batch (dynamic int8 scales, padding).
 Throughput is the median of several passes over the split: on a shared 2-core machine one pass
 of a few seconds varies by ±20 % from run to run, the median of three by far less.
 """
@@ -34,6 +36,7 @@ KIBIBYTE = 1024
 MILLISECONDS = 1000.0
 MILLISECOND_DIGITS = 2
 LATENCY_PERCENTILES = (50, 95)  # typical and tail latency of a single pair
+BATCH_INVARIANCE = "max_abs_probability_diff_batch1_vs_batched"
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,8 @@ def measure(
     config: BenchmarkConfig,
     seed: int,
 ) -> dict[str, Any]:
-    """Throughput, latency, accuracy, size and peak memory of one variant (run in a child).
-    Logs each throughput pass and the latency pass with its figure as it ends."""
+    """Throughput, latency, batch invariance, accuracy, size and peak memory of one variant
+    (run in a child). Logs each throughput pass and the latency pass with its figure as it ends."""
     tokenize = PairTokenizer.load(variant.tokenizer_dir, max_length)
     run = _runner(variant, config.threads)
     if config.warmup_batches:
@@ -100,20 +103,34 @@ def measure(
             pass_seconds[-1],
         )
     seconds = float(np.median(pass_seconds))
-    sample = pairs.sample(n=min(config.latency_pairs, len(pairs)), random_state=seed)
-    latencies = []
-    for index in range(len(sample)):
-        one = sample.iloc[index : index + 1]
+    # positions in ``pairs`` (pandas samples by position), to find the pairs' batched answers
+    positions = (
+        pairs.reset_index(drop=True)
+        .sample(n=min(config.latency_pairs, len(pairs)), random_state=seed)
+        .index.to_numpy()
+    )
+    latencies, alone = [], []
+    for position in positions:
+        one = pairs.iloc[position : position + 1]
         tick = time.perf_counter()
-        run(tokenize(one))
+        _, answer = run(tokenize(one))
         latencies.append((time.perf_counter() - tick) * MILLISECONDS)
+        alone.append(answer)
     latency = {
         f"latency_p{percentile}_ms": round(
             float(np.percentile(latencies, percentile)), MILLISECOND_DIGITS
         )
         for percentile in LATENCY_PERCENTILES
     }
-    logger.info("%s: latency pass over %d single pairs: %s", variant.name, len(sample), latency)
+    invariance = float(np.abs(np.concatenate(alone) - probabilities[positions]).max())
+    logger.info(
+        "%s: latency pass over %d single pairs: %s; max |Δprobability| vs batch %d: %.2e",
+        variant.name,
+        len(positions),
+        latency,
+        config.batch_size,
+        invariance,
+    )
     labels = pairs[LABEL].to_numpy()
     scores = score_predictions(
         labels, probabilities.argmax(axis=1), probabilities, class_names, positive_index
@@ -122,8 +139,51 @@ def measure(
         "throughput_pairs_per_s": round(len(pairs) / seconds, 1),
         "throughput_spread": round((max(pass_seconds) - min(pass_seconds)) / seconds, 3),
         **latency,
+        BATCH_INVARIANCE: invariance,
         "accuracy": scores["accuracy"],
         "f1": scores["f1"],
         "megabytes": round(size_on_disk(variant.path) / MEBIBYTE, 2),
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIBIBYTE, 1),
+    }
+
+
+def head_to_head(
+    variants: list[Variant], pairs: pd.DataFrame, max_length: int, config: BenchmarkConfig
+) -> dict[str, Any]:
+    """Throughput of ``variants`` taking turns in one process (run in a child): one pass over
+    ``pairs`` each per round, ``config.throughput_passes`` rounds, the order rotated each round,
+    median pairs/s per variant. Measured one after another, minutes apart, two variants see
+    whatever else loads the machine at the time; taking turns, they see the same load, so the
+    comparison that chooses the served graph holds on a busy machine too."""
+    tokenizers = {
+        v.tokenizer_dir: PairTokenizer.load(v.tokenizer_dir, max_length) for v in variants
+    }
+    runners = {v.name: (_runner(v, config.threads), tokenizers[v.tokenizer_dir]) for v in variants}
+    if config.warmup_batches:
+        warmup = pairs.iloc[: config.batch_size * config.warmup_batches]
+        for run, tokenize in runners.values():
+            run_length_sorted(run, tokenize, warmup, config.batch_size)
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    for number in range(config.throughput_passes):
+        order = names[number % len(names) :] + names[: number % len(names)]
+        for name in order:
+            run, tokenize = runners[name]
+            started = time.perf_counter()
+            run_length_sorted(run, tokenize, pairs, config.batch_size)
+            seconds[name].append(time.perf_counter() - started)
+        logger.info(
+            "head to head, round %d/%d: %s",
+            number + 1,
+            config.throughput_passes,
+            ", ".join(f"{name} {len(pairs) / seconds[name][-1]:.1f} pairs/s" for name in order),
+        )
+    medians = {name: float(np.median(passes)) for name, passes in seconds.items()}
+    return {
+        "pairs_per_s": {name: round(len(pairs) / medians[name], 1) for name in names},
+        "spread": {
+            name: round((max(passes) - min(passes)) / medians[name], 3)
+            for name, passes in seconds.items()
+        },
+        "rounds": config.throughput_passes,
     }

@@ -1,5 +1,6 @@
 """The benchmark stage's work: find the variants the pipeline produced, measure each in its own
-process, and summarise them (speed-ups, F1 kept, the pick, this CPU's matrix-product rates)."""
+process, and summarise them (speed-ups, F1 kept, the pick, the served graph, this CPU's
+matrix-product rates)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from pair_classifier.benchmark.report import (
     fastest_keeping_f1,
     relative_to,
 )
+from pair_classifier.benchmark.serving import serving_choice
 from pair_classifier.benchmark.supervision import BenchmarkError, in_fresh_process
 from pair_classifier.config import BenchmarkConfig, QuantizeConfig
-from pair_classifier.constants import DEPLOYED_MODEL, TEACHER_MODEL
+from pair_classifier.constants import TEACHER_MODEL
 from pair_classifier.export.interface import OPTIMIZED, TOKENIZER_SUBDIR, variant_file
-from pair_classifier.export.quantization import DYNAMIC, DYNAMIC_OPTIMIZED, STATIC
+from pair_classifier.export.quantization import CPU_GRAPHS
+from pair_classifier.export.served import FP32, SERVED, benchmark_name, served_graph
 from pair_classifier.export.tensorrt_engine import ENGINE_SUFFIX, engine_precision
 from pair_classifier.io_utils import read_json
 from pair_classifier.matmul_rates import matmul_rates
@@ -35,7 +38,8 @@ PYTORCH_TEACHER = "pytorch_fp32_teacher"
 ONNX_TEACHER = "onnx_fp32_teacher"
 # The quantize stage's metrics key naming the int8 variants it left out of serving.
 REJECTED = "rejected"
-QUANTIZED_CPU_GRAPHS = (DYNAMIC, DYNAMIC_OPTIMIZED, STATIC)
+# benchmark.serving_f1_reference: whose F1 a served graph keeps min_f1_kept of
+F1_REFERENCES = {"student_fp32": benchmark_name(FP32), "teacher": PYTORCH_TEACHER}
 
 
 def rejected_variants(quantize_metrics: Path) -> dict[str, Any]:
@@ -63,18 +67,12 @@ def pipeline_variants(
     int8 graphs the quantize stage ``rejected`` (outside its accuracy bound): they are neither
     served nor measured, so the benchmark never picks one."""
     tokenizer = onnx_dir / TOKENIZER_SUBDIR
-    onnx_graphs = {
-        ONNX_TEACHER: onnx_dir / variant_file(TEACHER_MODEL),
-        "onnx_fp32_student": onnx_dir / variant_file(DEPLOYED_MODEL),
-        "onnx_optimized_student": onnx_dir / variant_file(DEPLOYED_MODEL, OPTIMIZED),
-    }
-    for quantized in QUANTIZED_CPU_GRAPHS:
-        if quantized in rejected:
-            logger.info("%s left out: the quantize stage rejected it", quantized)
+    onnx_graphs = {ONNX_TEACHER: onnx_dir / variant_file(TEACHER_MODEL)}
+    for graph in (FP32, OPTIMIZED, *CPU_GRAPHS):
+        if graph in rejected:
+            logger.info("%s left out: the quantize stage rejected it", graph)
             continue
-        onnx_graphs[f"onnx_{quantized}_student"] = quantized_dir / variant_file(
-            DEPLOYED_MODEL, quantized
-        )
+        onnx_graphs[benchmark_name(graph)] = served_graph(graph, onnx_dir, quantized_dir)
     found = [
         Variant(PYTORCH_TEACHER, "pytorch", teacher_dir, tokenizer),
         Variant("pytorch_fp32_student", "pytorch", student_dir, tokenizer),
@@ -97,7 +95,8 @@ def run_benchmark(
     opset: int,
 ) -> dict[str, Any]:
     """Measure every variant; add speed-ups against both teachers, F1 relative to the teacher,
-    and the rates this CPU's matrix products reach (int8 quantised as ``quantize`` does it).
+    the graph to serve (``serving``) and the rates this CPU's matrix products reach (int8
+    quantised as ``quantize`` does it).
 
     ``seed`` draws the pairs whose batch-1 latency is measured."""
     class_names = card["class_names"]
@@ -147,6 +146,14 @@ def run_benchmark(
         "f1_relative_to_teacher": relative_to(results, PYTORCH_TEACHER, "f1", F1_RATIO_DIGITS),
         "min_f1_kept": config.min_f1_kept,
         "fastest_keeping_f1": fastest_keeping_f1(results, PYTORCH_TEACHER, config.min_f1_kept),
+        SERVED: serving_choice(
+            results,
+            variants,
+            pairs,
+            card["max_length"],
+            F1_REFERENCES[config.serving_f1_reference],
+            config,
+        ),
         "pairs": len(pairs),
         "threads": config.threads or os.cpu_count(),
         "matmul_rates": rates,

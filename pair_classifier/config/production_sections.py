@@ -111,8 +111,6 @@ class QuantizeConfig(ParamsSection):
     reduce_range: bool  # 7-bit weights: no u8*s8 overflow on CPUs without VNNI
     max_accuracy_drop: float = rule("non_negative")
     gate_confidence: float = rule("share")  # of the one-sided bound on the accuracy drop
-    batch_invariance_tolerance: float = rule("non_negative")
-    serving_variant: Literal["int8_static", "int8_dynamic"]
     include_nodes: str
     static_exclude_nodes: str | None
 
@@ -155,5 +153,10 @@ class BenchmarkConfig(ParamsSection):
     threads: int = rule("non_negative")
     # accurate enough: at least this share of the teacher's F1
     min_f1_kept: float = rule("probability")
+    # The served graph: batch-invariant within this |Δprobability|, keeping min_f1_kept of the
+    # reference's F1, fastest, a simpler graph kept unless the faster beats it by the margin.
+    serving_batch_invariance_tolerance: float = rule("non_negative")
+    serving_f1_reference: Literal["student_fp32", "teacher"]
+    serving_tie_margin: float = rule("non_negative")
     # a variant's process that has not answered is killed
     variant_timeout_s: float = rule("positive", says="need a positive number of seconds")

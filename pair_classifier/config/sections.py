@@ -145,6 +145,14 @@ class TrainConfig(OptimisationSection):
     monitor_mode: Literal["min", "max"]
     early_stopping_patience: int = rule("non_negative")
     log_every_n_steps: int = rule("positive")
+    data_fraction: float = rule("positive")
+
+    def check(self) -> None:
+        if self.data_fraction > 1:
+            raise ConfigError(
+                f"train.data_fraction: expected a share of the training batches in (0, 1], "
+                f"got {self.data_fraction}"
+            )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import urllib.request
@@ -13,6 +14,8 @@ from pathlib import Path
 from pair_classifier.config import DataConfig
 from pair_classifier.constants import DATA_DVC_FILE, DOWNLOAD_TIMEOUT_S
 from pair_classifier.data.reading import DataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,19 +51,28 @@ def _complete(directory: Path, config: DataConfig) -> bool:
 
 def _pull_from_dvc_remote() -> str:
     """``dvc pull data.dvc`` when this project has a default DVC remote. Returns "" when it
-    pulled, else why not; a failed pull falls through to the other sources, and the reason is
-    reported if none of them has the data either."""
+    pulled, else why not; a failed pull falls through to the other sources (logged as a
+    warning), and the reason is reported if none of them has the data either. An S3 remote is
+    checked first, so an unreachable endpoint or refused credentials are named as such."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
+
+    from pair_classifier.services.remote import RemoteError, check_remote
 
     if not DATA_DVC_FILE.is_file():
         return f"no {DATA_DVC_FILE}"
     try:
         with Repo() as repo:
-            if not repo.config["core"].get("remote"):
+            remote = repo.config["core"].get("remote")
+            if not remote:
                 return "no DVC remote configured"
+            check_remote(remote, repo.config["remote"].get(remote, {}))
             repo.pull(targets=[str(DATA_DVC_FILE)])
+    except RemoteError as error:
+        logger.warning("dvc pull skipped, trying the other sources: %s", error)
+        return f"dvc pull skipped: {error}"
     except DvcException as error:
+        logger.warning("dvc pull failed, trying the other sources: %s", error)
         return f"dvc pull failed: {error}"
     return ""
 

@@ -116,17 +116,12 @@ def rejection_reason(name: str, gate: PairedDrop, bound: float) -> str:
     )
 
 
-def serving_failure_hint(static: bool) -> str:
-    """The settings that help a serving variant back within the bound."""
-    calibration = (
-        "quantize.calibration_size (calibrate on more pairs), quantize.calibration_method "
-        "(entropy), quantize.static_exclude_nodes (keep more products in float), "
-        if static
-        else ""
-    )
+def rejection_hint() -> str:
+    """The settings that help rejected CPU graphs back within the bound."""
     return (
-        f"Try {calibration}quantize.include_nodes (quantise fewer products), "
-        "quantize.per_channel: true, quantize.reduce_range: true (CPUs without VNNI), another "
-        "quantize.serving_variant, or, knowingly, quantize.max_accuracy_drop / "
-        "quantize.gate_confidence"
+        "Try quantize.calibration_size (calibrate on more pairs), quantize.calibration_method "
+        "(entropy), quantize.static_exclude_nodes (keep more products in float), "
+        "quantize.include_nodes (quantise fewer products), quantize.per_channel: true, "
+        "quantize.reduce_range: true (CPUs without VNNI), or, knowingly, "
+        "quantize.max_accuracy_drop / quantize.gate_confidence"
     )

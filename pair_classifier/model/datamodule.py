@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,13 +106,23 @@ class ResumableDataLoader(DataLoader):
             _set_random_state(restore)  # the next epoch draws its order as it would have
         iterator = super().__iter__()
         self._batches = 0
+        skipped = 0
         if restore is not None and not epoch_done:
-            self.sampler.load_state_dict(
-                restore["sampler"] | {"consumed": restore["batches"] * self.batch_size}
-            )
+            sampler = self._order_sampler()
+            # Under DDP the wrapper needs the whole order: each rank skips its own batches.
+            skipped = restore["batches"] if sampler is not self.sampler else 0
+            consumed = (restore["batches"] - skipped) * self.batch_size
+            sampler.load_state_dict(restore["sampler"] | {"consumed": consumed})
             self._batches = restore["batches"]
             _set_random_state(restore)  # after iter(), which draws a seed of its own
-        return self._counted(iterator)
+        return self._counted(itertools.islice(iterator, skipped, None))
+
+    def _order_sampler(self) -> ResumableLengthGroupedSampler:
+        """The sampler that draws the epoch's order. Under DDP Lightning wraps it (its
+        ``DistributedSamplerWrapper`` lists the order, then deals it out to the ranks), so a
+        resumed rank restores the whole order and skips the batches it had trained on."""
+        inner = getattr(getattr(self.sampler, "dataset", None), "_sampler", None)
+        return inner if isinstance(inner, ResumableLengthGroupedSampler) else self.sampler
 
     def _counted(self, iterator: Iterator[Any]) -> Iterator[Any]:
         for batch in iterator:
@@ -121,7 +132,7 @@ class ResumableDataLoader(DataLoader):
     def state_dict(self) -> dict[str, Any]:
         """Where the epoch stands, for Lightning's ``last.ckpt``."""
         state = {
-            "sampler": self.sampler.state_dict(),
+            "sampler": self._order_sampler().state_dict(),
             "batches": self._batches,
             "torch_rng": torch.get_rng_state(),
         }

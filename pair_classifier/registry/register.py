@@ -1,6 +1,6 @@
-"""Register the served model: the quantised student graph, its tokenizer and model card as an
-MLflow pyfunc, a new version of the registered model, tagged with its lineage and headline
-figures, and promoted to ``champion`` only when it beats the current champion.
+"""Register the served model: the student graph the benchmark chose, its tokenizer and model
+card as an MLflow pyfunc, a new version of the registered model, tagged with its lineage and
+headline figures, and promoted to ``champion`` only when it beats the current champion.
 
 The rule: a new version becomes champion when there is none yet, or when it beats the champion
 on ``register.metric`` (higher is better) while keeping at least ``register.min_speed_kept`` of
@@ -26,15 +26,19 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from pair_classifier.constants import DEPLOYED_MODEL, TEXT_A, TEXT_B
+from pair_classifier.constants import TEXT_A, TEXT_B
 from pair_classifier.errors import ArtifactError, PairClassifierError, reading_artifact
-from pair_classifier.export.interface import MODEL_CARD, TOKENIZER_SUBDIR, variant_file
+from pair_classifier.export.interface import MODEL_CARD, TOKENIZER_SUBDIR
 from pair_classifier.export.onnx_predictor import OnnxPairPredictor
+from pair_classifier.export.served import ServedModel
 from pair_classifier.io_utils import read_json
-from pair_classifier.registry.pyfunc_model import SERVED_ARTIFACT, PairClassifierPyfunc
+from pair_classifier.registry.pyfunc_model import (
+    SERVED_ARTIFACT,
+    PairClassifierPyfunc,
+    request_signature,
+)
 from pair_classifier.registry.settings import RANKING_METRICS, RegisterConfig
 from pair_classifier.tracking import Lineage
 
@@ -68,22 +72,6 @@ class RegistryError(PairClassifierError):
 
 
 @dataclass(frozen=True)
-class ServedModel:
-    """The files of the served model, as the pipeline leaves them."""
-
-    variant: str  # quantize's serving_variant, e.g. int8_static
-    graph: Path
-    card: Path
-    tokenizer: Path
-
-    @property
-    def benchmark_name(self) -> str:
-        """Its name in metrics/benchmark.json (``onnx_int8_static_student``), as the benchmark
-        stage names the quantised graphs."""
-        return f"onnx_{self.variant}_{DEPLOYED_MODEL}"
-
-
-@dataclass(frozen=True)
 class Decision:
     alias: str  # champion or challenger
     reason: str
@@ -97,32 +85,6 @@ def _read_stage_metrics(path: Path, stage: str) -> dict[str, Any]:
     if not isinstance(report, dict):
         raise ArtifactError(f"{path}: expected a JSON object; rerun the {stage} stage")
     return report
-
-
-def served_model(onnx_dir: Path, quantized_dir: Path, quantize_metrics: Path) -> ServedModel:
-    """The served graph named by quantize's record, with the export's tokenizer and card; a
-    missing file is named with the stage that makes it."""
-    variant = _read_stage_metrics(quantize_metrics, "quantize").get("serving_variant")
-    if not isinstance(variant, str):
-        raise ArtifactError(
-            f"{quantize_metrics}: no serving_variant recorded; rerun the quantize stage"
-        )
-    served = ServedModel(
-        variant=variant,
-        graph=quantized_dir / variant_file(DEPLOYED_MODEL, variant),
-        card=onnx_dir / MODEL_CARD,
-        tokenizer=onnx_dir / TOKENIZER_SUBDIR,
-    )
-    for path, stage in (
-        (served.graph, "quantize"),
-        (served.card, "onnx"),
-        (served.tokenizer, "onnx"),
-    ):
-        if not path.exists():
-            raise ArtifactError(
-                f"{path}: not found; the {stage} stage makes it (dvc repro {stage})"
-            )
-    return served
 
 
 def headline_metrics(benchmark_metrics: Path, served: ServedModel) -> dict[str, float]:
@@ -281,7 +243,7 @@ def register_served_model(
             name=LOGGED_MODEL_NAME,
             python_model=PairClassifierPyfunc(graph.name, config.batch_size, config.threads),
             artifacts={SERVED_ARTIFACT: str(graph.parent)},
-            signature=infer_signature(example, predictor.predict(example)),
+            signature=request_signature(example, predictor.predict(example)),
             input_example=example,
             pip_requirements=pip_requirements(),
         )

@@ -102,10 +102,10 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-def http_status(url: str) -> int | None:
-    """The HTTP status ``url`` answers with, or None when nothing answers."""
+def http_status(url: str, timeout_s: float = CHECK_TIMEOUT_S) -> int | None:
+    """The HTTP status ``url`` answers with, or None when nothing answers in time."""
     try:
-        with urllib.request.urlopen(url, timeout=CHECK_TIMEOUT_S) as response:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code

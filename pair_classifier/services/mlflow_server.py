@@ -20,6 +20,7 @@ from pair_classifier.services.common import (
     ServiceStatus,
     generated_secret,
     http_status,
+    log_tail,
     require_free_port,
     running,
     spawn,
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 NAME = "mlflow"
 ENV_PORT = "PAIR_CLASSIFIER_MLFLOW_PORT"
 HEALTH_PATH = "/health"
+STORE_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"  # needs PostgreSQL
+HTTP_SERVER_ERROR = 500
 HTTP_OK = 200
 AUTH_APP = "basic-auth"
 ENV_AUTH_CONFIG = "MLFLOW_AUTH_CONFIG_PATH"  # MLflow's: the basic-auth app's settings file
@@ -136,7 +139,21 @@ def start(config: ServicesConfig) -> str:
     record = write_pid(pid_file, spawn(argv, log, env=server_environment(config)))
     logger.info("%s: waiting for %s (about 20-60 s; log: %s)", NAME, server.url, log)
     wait_until(NAME, lambda: _healthy(config), config.start_timeout_s, log, record)
+    _open_store(config, log)
     return f"started (PID {record.pid})"
+
+
+def _open_store(config: ServicesConfig, log: Path) -> None:
+    """Make the first store request now: the server connects to PostgreSQL (and creates its
+    tables) only then, retrying for minutes when it cannot. Done here, a broken store stops
+    `up`, and a later outage is answered at once (HTTP 503) instead of after those minutes."""
+    url = _health_url(config).removesuffix(HEALTH_PATH) + STORE_PATH
+    status = http_status(url, config.start_timeout_s)
+    if status is None or status >= HTTP_SERVER_ERROR:
+        raise ServiceError(
+            f"{NAME}: started, but its backend store (PostgreSQL) fails "
+            f"({'no answer' if status is None else f'HTTP {status}'}); see {log}:\n{log_tail(log)}"
+        )
 
 
 def _health_url(config: ServicesConfig) -> str:

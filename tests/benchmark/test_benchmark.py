@@ -22,7 +22,7 @@ import pytest
 from helpers import composed, pairs_frame
 
 from pair_classifier.benchmark import run as benchmark_run
-from pair_classifier.benchmark.measure import Variant, measure
+from pair_classifier.benchmark.measure import BATCH_INVARIANCE, Variant, measure
 from pair_classifier.benchmark.report import fastest_keeping_f1, relative_to
 from pair_classifier.benchmark.run import (
     ONNX_TEACHER,
@@ -139,9 +139,11 @@ def test_each_variant_and_pass_logs_its_figure(
     for line in (
         r"pytorch_tiny: throughput pass 1/2: [\d.]+ pairs/s",
         r"pytorch_tiny: throughput pass 2/2: [\d.]+ pairs/s",
-        r"pytorch_tiny: latency pass over 4 single pairs: .*latency_p50_ms",
+        r"pytorch_tiny: latency pass over 4 single pairs: .*latency_p50_ms.*"
+        r"max \|Δprobability\| vs batch 8: ",
     ):
         assert re.search(line, caplog.text), line
+    assert 0 <= result[BATCH_INVARIANCE] < 1e-4  # fp32: padding changes nothing that matters
 
     def in_this_process(function: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return result if function is measure else {"gmac_per_s": {"onnx_fp32": 1.0}}
@@ -149,12 +151,18 @@ def test_each_variant_and_pass_logs_its_figure(
     monkeypatch.setattr(benchmark_run, "in_fresh_process", in_this_process)
     caplog.clear()
     card = {"class_names": ["different", "same"], "positive_label": "same", "max_length": 32}
-    variants = [dataclasses.replace(variant, name=name) for name in (PYTORCH_TEACHER, ONNX_TEACHER)]
+    names = (PYTORCH_TEACHER, ONNX_TEACHER, "onnx_fp32_student")
+    variants = [dataclasses.replace(variant, name=name) for name in names]
     with caplog.at_level(logging.INFO):
-        run_benchmark(variants, pairs, card, config, 0, composed("quantize", QuantizeConfig), 17)
-    for name, number in ((PYTORCH_TEACHER, 1), (ONNX_TEACHER, 2)):
-        assert f"measuring {name} ({number}/2)" in caplog.text
+        report = run_benchmark(
+            variants, pairs, card, config, 0, composed("quantize", QuantizeConfig), 17
+        )
+    for number, name in enumerate(names, start=1):
+        assert f"measuring {name} ({number}/3)" in caplog.text
         assert re.search(rf"{name}: [\d.]+ pairs/s, latency p50 [\d.]+ ms, F1 ", caplog.text)
+    assert report["served"]["variant"] == "fp32"  # the only student graph, invariant
+    assert report["served"]["graph"] == str(tiny_model_dir)
+    assert "Served graph: fp32: the fastest eligible graph" in caplog.text
 
 
 def test_the_int8_product_is_quantised_as_the_quantize_stage_does_it(tmp_path: Path) -> None:

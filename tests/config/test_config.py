@@ -35,8 +35,25 @@ from pair_classifier.config import (
     section,
 )
 from pair_classifier.config.rules import ParamsSection, one_of, rule
+from pair_classifier.demo.settings import DemoConfig
+from pair_classifier.loadtest.settings import LoadTestConfig
+from pair_classifier.monitoring.prom_settings import (
+    ExporterSettings,
+    MonitoringConfig,
+    PrometheusSettings,
+)
+from pair_classifier.monitoring.settings import DriftConfig
 from pair_classifier.registry.settings import RegisterConfig
 from pair_classifier.services.settings import ServicesConfig
+from pair_classifier.serving.settings import ServingConfig, TrafficLogConfig
+from pair_classifier.serving.triton_settings import (
+    TritonBatching,
+    TritonConfig,
+    TritonGpu,
+    TritonInstances,
+    TritonServerSettings,
+)
+from pair_classifier.tuning.settings import TuneConfig
 
 SECTIONS = {
     "data": DataConfig,
@@ -53,6 +70,13 @@ SECTIONS = {
     "register": RegisterConfig,
     "tracking": TrackingConfig,
     "services": ServicesConfig,
+    "serving": ServingConfig,
+    "triton": TritonConfig,
+    "loadtest": LoadTestConfig,
+    "monitoring": MonitoringConfig,
+    "drift": DriftConfig,
+    "tune": TuneConfig,
+    "demo": DemoConfig,
 }
 
 
@@ -82,7 +106,19 @@ def test_a_key_left_out_of_params_is_named_not_defaulted() -> None:
         from_mapping(DistillConfig, params["distill"] | {"lr": 3e-4}, "distill")
 
 
-NESTED = (DataFiles, DataColumns, PrecisionConfig, CrossEncoderConfig)
+NESTED = (
+    DataFiles,
+    DataColumns,
+    PrecisionConfig,
+    CrossEncoderConfig,
+    TritonBatching,
+    TritonInstances,
+    TritonGpu,
+    TritonServerSettings,
+    ExporterSettings,
+    PrometheusSettings,
+    TrafficLogConfig,
+)
 
 
 @pytest.mark.parametrize("cls", [*SECTIONS.values(), *NESTED], ids=lambda cls: cls.__name__)

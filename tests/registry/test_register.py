@@ -18,17 +18,16 @@ from pair_classifier.config import ConfigError
 from pair_classifier.errors import ArtifactError
 from pair_classifier.export.interface import MODEL_CARD, TOKENIZER_SUBDIR, variant_file
 from pair_classifier.export.onnx_predictor import OnnxPairPredictor
+from pair_classifier.export.served import ServedModel, served_model
 from pair_classifier.registry.register import (
     CHALLENGER,
     CHAMPION,
     DECISION_TAG,
     SPEED,
     RegistryError,
-    ServedModel,
     decide,
     headline_metrics,
     register_served_model,
-    served_model,
 )
 from pair_classifier.registry.settings import RegisterConfig
 from pair_classifier.tracking import Lineage
@@ -51,7 +50,7 @@ def _config(**values: object) -> RegisterConfig:
 
 def _write_project(root: Path, export_dir: Path, f1: float = 0.8, speed: float = 100.0) -> None:
     """The pipeline's files as register reads them: the tiny export as artifacts/onnx, its
-    student graph copied under the served variant's name, quantize's and benchmark's records."""
+    student graph copied under the served variant's name, and the benchmark's record."""
     onnx_dir = root / "artifacts/onnx"
     if not onnx_dir.exists():
         shutil.copytree(export_dir, onnx_dir)
@@ -63,18 +62,18 @@ def _write_project(root: Path, export_dir: Path, f1: float = 0.8, speed: float =
         shutil.copy2(onnx_dir / MODEL_CARD, quantized / MODEL_CARD)  # as quantize copies them
         shutil.copytree(onnx_dir / TOKENIZER_SUBDIR, quantized / TOKENIZER_SUBDIR)
         (root / "metrics").mkdir()
-        (root / "metrics/quantize.json").write_text(json.dumps({"serving_variant": VARIANT}))
     name = f"onnx_{VARIANT}_student"
     benchmark = {
         "variants": {name: {"f1": f1, "accuracy": f1 - 0.1, SPEED: speed}},
         "speedup_vs_pytorch_fp32_teacher": {name: 2.5},
+        "served": {"variant": VARIANT, "reason": "the only candidate"},
     }
     (root / "metrics/benchmark.json").write_text(json.dumps(benchmark))
 
 
 def _served(root: Path) -> ServedModel:
     return served_model(
-        root / "artifacts/onnx", root / "artifacts/quantized", root / "metrics/quantize.json"
+        root / "metrics/benchmark.json", root / "artifacts/onnx", root / "artifacts/quantized"
     )
 
 
@@ -196,6 +195,7 @@ def test_the_champion_pyfunc_predicts_what_predict_does(store: Path, export_dir:
     graph = store / "artifacts/quantized" / variant_file("student", VARIANT)
     expected = OnnxPairPredictor(graph, batch_size=8, threads=1).predict(pairs)
     got = loaded.predict(pairs)
+    got = got[list(expected.columns)]  # the pyfunc adds truncated, model_name, model_version
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
     assert list(got.columns)[2] == "predicted_label"
     signature = loaded.metadata.get_input_schema().input_names()

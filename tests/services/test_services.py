@@ -1,5 +1,6 @@
 """`services up|down|status` with real servers on 127.0.0.1 (PostgreSQL, moto's S3, MLflow),
-started once for the module on free ports in a scratch folder and stopped by PID afterwards."""
+the session's team services (tests/services/team_services.py: free ports, a scratch folder,
+stopped by PID at the end)."""
 
 from __future__ import annotations
 
@@ -10,72 +11,31 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 from helpers import REPO_ROOT, composed
+from services.team_services import AWS_ENV, bucket_keys, postgres_rows, services_config
 from typer.testing import CliRunner
 
 from pair_classifier.cli import app
 from pair_classifier.services import manager, postgres
 from pair_classifier.services.common import ServiceError, port_open
-from pair_classifier.services.s3_store import DUMMY_CREDENTIAL
 from pair_classifier.services.settings import ServicesConfig, load_services
 
 pytestmark = pytest.mark.slow
 
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIAL,
-    "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIAL,
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _config(data_dir: Path, **mlflow: object) -> ServicesConfig:
-    base = composed("services", ServicesConfig)
-    return composed(
-        "services",
-        ServicesConfig,
-        data_dir=str(data_dir),
-        postgres={**vars(base.postgres), "port": _free_port()},
-        s3={**vars(base.s3), "port": _free_port()},
-        mlflow={**vars(base.mlflow), "port": _free_port(), **mlflow},
-    )
-
-
-@pytest.fixture(scope="module")
-def services() -> Iterator[ServicesConfig]:
-    # Not under pytest's tmp folder: that one is private to root, and the cluster's own
-    # unprivileged user must reach its data folder.
-    data_dir = Path(tempfile.mkdtemp(prefix="pairclf-services-"))
-    config = _config(data_dir)
-    try:
-        manager.up(config)
-        yield config
-    finally:
-        manager.down(config)
-        shutil.rmtree(data_dir, ignore_errors=True)
+@pytest.fixture
+def services(team_services: ServicesConfig) -> ServicesConfig:
+    return team_services
 
 
 @pytest.fixture(autouse=True)
 def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in AWS_ENV.items():
         monkeypatch.setenv(name, value)
-
-
-def _s3_client(config: ServicesConfig) -> Any:
-    import boto3
-
-    return boto3.client("s3", endpoint_url=config.s3.endpoint_url, region_name="us-east-1")
 
 
 def _log_run(config: ServicesConfig) -> str:
@@ -94,26 +54,17 @@ def _log_run(config: ServicesConfig) -> str:
 
 
 def _run_in_postgres(config: ServicesConfig, run_id: str) -> tuple[str, float]:
-    import psycopg2
-
-    pg = config.postgres
-    with psycopg2.connect(
-        host=pg.host, port=pg.port, user=pg.role, password=postgres.password(config),
-        dbname=pg.database,
-    ) as connection, connection.cursor() as cursor:  # fmt: skip
-        cursor.execute(
-            "SELECT r.status, m.value FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid "
-            "WHERE r.run_uuid = %s AND m.key = 'accuracy'",
-            (run_id,),
-        )
-        return cursor.fetchone()
+    (row,) = postgres_rows(
+        config,
+        "SELECT r.status, m.value FROM runs r JOIN metrics m ON m.run_uuid = r.run_uuid "
+        "WHERE r.run_uuid = %s AND m.key = 'accuracy'",
+        run_id,
+    )
+    return row
 
 
 def _artifact_keys(config: ServicesConfig, run_id: str) -> list[str]:
-    listing = _s3_client(config).list_objects_v2(
-        Bucket=config.s3.bucket, Prefix=f"{config.s3.mlflow_prefix}/"
-    )
-    return [item["Key"] for item in listing.get("Contents", []) if run_id in item["Key"]]
+    return [key for key in bucket_keys(config, f"{config.s3.mlflow_prefix}/") if run_id in key]
 
 
 def test_up_starts_every_service_healthy(services: ServicesConfig) -> None:
@@ -154,14 +105,14 @@ def test_down_stops_by_pid_and_data_survives_down_and_up(services: ServicesConfi
 
 
 def test_a_bind_beyond_loopback_without_auth_is_refused(tmp_path: Path) -> None:
-    config = _config(tmp_path, host="0.0.0.0", auth=False)
+    config = services_config(tmp_path, host="0.0.0.0", auth=False)
     with pytest.raises(ServiceError, match="mlflow: refusing to listen on 0.0.0.0"):
         manager.up(config)
     assert not (tmp_path / "pids").exists()  # nothing was started
 
 
 def test_a_taken_port_is_named_with_the_way_out(tmp_path: Path) -> None:
-    config = _config(tmp_path)
+    config = services_config(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", config.s3.port))
         taken.listen()
@@ -230,7 +181,7 @@ def test_with_auth_on_the_server_refuses_anonymous_clients(
     from pair_classifier.services.common import http_status
 
     data_dir = Path(tempfile.mkdtemp(prefix="pairclf-auth-"))
-    base = _config(data_dir, auth=True)
+    base = services_config(data_dir, auth=True)
     config = composed(
         "services", ServicesConfig, data_dir=str(data_dir),
         postgres=vars(services.postgres), s3=vars(services.s3), mlflow=vars(base.mlflow),

@@ -14,16 +14,27 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
+import pandas as pd
 import pytest
 import yaml
-from helpers import REPO_ROOT, write_mrpc_dataset
+from helpers import REPO_ROOT, composed, write_mrpc_dataset
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
+from services.team_services import bucket_keys, client_environment, postgres_rows
 
-from pair_classifier.tracking import PIPELINE_KEY_TAG
+from pair_classifier.export.onnx_predictor import OnnxPairPredictor
+from pair_classifier.export.served import benchmark_name, served_graph, served_model
+from pair_classifier.registry.lineage import lock_outputs
+from pair_classifier.registry.register import SPEED, headline_metrics, register_served_model
+from pair_classifier.registry.settings import RegisterConfig
+from pair_classifier.services.settings import ServicesConfig
+from pair_classifier.serving.triton_server import TRITON_ENV
+from pair_classifier.tracking import PIPELINE_KEY_TAG, current_lineage
 
 pytestmark = pytest.mark.slow  # `dvc repro` of the whole pipeline, stage processes
 
@@ -38,6 +49,8 @@ STAGES = (
     "trt",
     "benchmark",
     "register",
+    "triton-repo",
+    "load-test",
     "results",
 )
 UNTRACKED_STAGES = {"results"}  # renders pages from metrics/; it logs no MLflow run
@@ -61,9 +74,17 @@ TINY_DISTILL = {
     "ffn_channels_per_layer": 32,
     "epochs": 1,
 }
-# Root-config overrides: tiny graphs run fastest on one thread, fewer latency samples, and
-# system metrics sampled often enough that a few-second stage records some.
+# Root-config overrides: tiny graphs run fastest on one thread, fewer latency samples, a load
+# test of seconds, and system metrics sampled often enough that a few-second stage records some.
 ONE_THREAD = """
+loadtest:
+  pairs: 20
+  clients: [1, 4]
+  compared_at: 4
+  point_duration_s: 2
+  warmup_requests: 2
+  soak_clients: 4
+  soak_duration_s: 2
 export:
   threads: 1
 benchmark:
@@ -82,13 +103,22 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "test@example.com",
 }
 KILL_TIMEOUT_S = 300
+TEAM_ENV: dict[str, str] = {}  # the session's team services, for every stage process
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _team_services(team_services: ServicesConfig) -> Iterator[None]:
+    """Stages track into the team services: runs in PostgreSQL, artifacts in S3."""
+    TEAM_ENV.update(client_environment(team_services))
+    yield
+    TEAM_ENV.clear()
 
 
 def _environment() -> dict[str, str]:
     env = dict(os.environ) | GIT_IDENTITY | {"DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env.pop("MLFLOW_TRACKING_URI", None)
-    return env
+    return env | TEAM_ENV
 
 
 def run(project: Path, *command: str) -> str:
@@ -116,6 +146,8 @@ def _copy_working_tree(target: Path) -> None:
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
+    # The Triton server's environment is git-ignored: the copy's `serve triton` uses this one.
+    (target / TRITON_ENV.relative_to(REPO_ROOT)).symlink_to(TRITON_ENV, target_is_directory=True)
 
 
 def _use_tiny_configs(project: Path, tiny_bert_dir: Path) -> None:
@@ -243,7 +275,7 @@ def test_second_repro_runs_nothing(project: Path) -> None:
 
 
 def test_mlflow_run_holds_params_metrics_lineage_and_artifacts(project: Path) -> None:
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=TEAM_ENV["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("pair-classifier")
     runs = client.search_runs([experiment.experiment_id])
     (pipeline,) = [r for r in runs if PIPELINE_KEY_TAG in r.data.tags]
@@ -340,6 +372,155 @@ def test_a_diverged_distillation_fails_and_keeps_the_previous_student(project: P
     rerun = stages_run(run(project, "dvc", "repro"))
     assert [stage for stage in rerun if stage != "results"] == ["distill"]
     assert _tree_digest(project / "artifacts/student") == student
+
+
+def test_runs_land_in_postgresql_with_their_artifacts_in_s3(
+    project: Path, team_services: ServicesConfig
+) -> None:
+    assert not (project / "mlflow.db").exists()  # nothing went to the embedded store
+    client = MlflowClient(team_services.mlflow.url)
+    runs = client.search_runs([client.get_experiment_by_name("pair-classifier").experiment_id])
+    stage_runs = {r.data.tags.get("stage"): r.info.run_id for r in runs}
+    rows = postgres_rows(
+        team_services, "SELECT status FROM runs WHERE run_uuid = %s", stage_runs["embed-train"]
+    )
+    assert rows == [("FINISHED",)]
+    keys = bucket_keys(team_services, f"{team_services.s3.mlflow_prefix}/")
+    assert any(stage_runs["embed-train"] in k and k.endswith("best.ckpt") for k in keys)
+    assert any(stage_runs["register"] in k and k.endswith("lineage/dvc.lock") for k in keys)
+    assert any("/served/" in key and key.endswith(".onnx") for key in keys)  # the registered
+
+
+MODEL = "pair-classifier"
+# Outputs a rebuild must give bit-identical (the benchmark's record holds timings, so it differs).
+MODEL_OUTPUTS = {
+    "artifacts/prepared",
+    "artifacts/teacher/bi_encoder",
+    "artifacts/teacher/classifier",
+    "artifacts/student",
+    "artifacts/onnx",
+    "artifacts/quantized",
+}
+
+
+@pytest.fixture(scope="module")
+def clone(
+    project: Path, team_services: ServicesConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The project as it is now, committed and pushed to the team remote, cloned fresh and
+    filled by `dvc pull` from S3 alone."""
+    endpoint = ("dvc", "remote", "modify", "--local", "team", "endpointurl")
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "the tiny run")
+    run(project, *endpoint, team_services.s3.endpoint_url)
+    run(project, "dvc", "push", "-r", "team")
+    target = tmp_path_factory.mktemp("clone") / "project"
+    run(project, "git", "clone", "-q", str(project), str(target))
+    run(target, *endpoint, team_services.s3.endpoint_url)
+    run(target, "dvc", "pull", "-r", "team")
+    return target
+
+
+def test_dvc_push_then_pull_into_a_fresh_clone_gives_identical_files(
+    project: Path, clone: Path
+) -> None:
+    assert (clone / "dvc.lock").read_bytes() == (project / "dvc.lock").read_bytes()
+    for folder in ("data", "artifacts"):
+        assert _tree_digest(clone / folder) == _tree_digest(project / folder)
+
+
+def _lineage(project: Path, reference: str) -> dict:
+    result = subprocess.run(
+        ["pair-classifier", "lineage", reference, "--json"], cwd=project, env=_environment(),
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_lineage_traces_the_champion_to_its_commit_data_and_outputs(project: Path) -> None:
+    champion = MlflowClient(TEAM_ENV["MLFLOW_TRACKING_URI"]).get_model_version_by_alias(
+        MODEL, "champion"
+    )
+    found = _lineage(project, f"models:/{MODEL}@champion")
+    assert found == _lineage(project, champion.version)  # by alias or by number
+    first = run(project, "git", "rev-list", "--max-parents=0", "HEAD").strip()
+    assert (found["version"], found["git_commit"]) == (champion.version, first)
+    assert found["data_md5"] == yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
+    assert found["metrics"]["f1"] == float(champion.tags["metric.f1"])
+    assert found["params"]["train.epochs"] == TINY_TRAIN["epochs"]
+    assert {"prepare", "embed-train", "distill", "onnx", "quantize"} <= set(found["outputs"])
+    assert "register" not in found["outputs"]  # what built it, not what came after
+    assert f"git checkout {first}" in found["rebuild"]
+    assert found["rebuild"][-2:] == ["dvc pull -r team --allow-missing", "dvc repro"]
+
+
+def test_the_champion_rebuilt_from_its_lineage_scores_identically(
+    project: Path, clone: Path
+) -> None:
+    found = _lineage(project, f"models:/{MODEL}@champion")
+    for command in found["rebuild"][2:]:  # after `git clone` and `cd`: `clone` is that clone
+        result = subprocess.run(
+            command, shell=True, cwd=clone, env=_environment(), capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
+    rebuilt = lock_outputs(yaml.safe_load((clone / "dvc.lock").read_text()))
+    compared = [
+        (path, md5, rebuilt[stage][path])
+        for stage, outputs in found["outputs"].items()
+        for path, md5 in outputs.items()
+        if path in MODEL_OUTPUTS
+    ]
+    assert {path for path, _, _ in compared} == MODEL_OUTPUTS
+    assert [(path, a) for path, a, _ in compared] == [(path, b) for path, _, b in compared]
+    variant = found["served_variant"]  # the rebuild's benchmark may serve another: it times them
+    graph = served_graph(variant, clone / "artifacts/onnx", clone / "artifacts/quantized")
+    figures = _json(clone / "metrics/benchmark.json")["variants"][benchmark_name(variant)]
+    assert figures["f1"] == found["metrics"]["f1"]
+    pairs = pd.read_json(clone / "examples/pairs.jsonl", lines=True)[["text_a", "text_b"]]
+    mlflow.set_tracking_uri(TEAM_ENV["MLFLOW_TRACKING_URI"])
+    try:  # the registered files, from S3 through the tracking server
+        registered = mlflow.pyfunc.load_model(f"models:/{MODEL}/{found['version']}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    expected = OnnxPairPredictor(graph, 8, 1).predict(pairs)  # predict's columns
+    pd.testing.assert_frame_equal(registered.predict(pairs)[list(expected.columns)], expected)
+    record = _json(clone / "metrics/register.json")  # the rebuild registered its graph too
+    assert record["previous_champion"] == int(found["version"])  # compared on the server
+    if record["served_variant"] == variant:  # an equal f1 does not take the champion's place
+        assert record["alias"] == "challenger"
+        assert f"does not beat the champion (version {found['version']})" in (
+            record["champion_decision"]
+        )
+
+
+def test_a_better_version_takes_the_champion_alias_on_the_server(
+    clone: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = MlflowClient(TEAM_ENV["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    monkeypatch.chdir(clone)
+    served = served_model(
+        Path("metrics/benchmark.json"), Path("artifacts/onnx"), Path("artifacts/quantized")
+    )
+    better = {  # the champion's speed, a higher f1: the rule must promote it
+        "f1": float(champion.tags["metric.f1"]) + 0.01,
+        SPEED: float(champion.tags[f"metric.{SPEED}"]),
+    }
+    headline = headline_metrics(Path("metrics/benchmark.json"), served) | better
+    mlflow.set_tracking_uri(TEAM_ENV["MLFLOW_TRACKING_URI"])
+    try:
+        with mlflow.start_run(experiment_id=client.get_experiment_by_name(MODEL).experiment_id):
+            record = register_served_model(
+                served, headline, composed("register", RegisterConfig), current_lineage()
+            )
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert (record["alias"], record["previous_champion"]) == ("champion", int(champion.version))
+    assert f"beats the champion (version {champion.version})" in record["champion_decision"]
+    aliases = client.get_registered_model(MODEL).aliases
+    assert str(aliases["champion"]) == str(record["version"])
 
 
 def _wait_for_new_checkpoint(path: Path, process: subprocess.Popen, after: float) -> None:
