@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
@@ -84,16 +86,30 @@ def storage_url(config: TuneConfig, project: Path) -> str:
     return config.storage
 
 
+SCHEMA_RACE_ATTEMPTS = 3  # openings of a storage whose tables another worker is creating
+SCHEMA_RACE_DELAY_S = 1.0
+
+
 def open_storage(url: str) -> RDBStorage:
     """Optuna's RDB storage; a trial whose worker stops beating is marked failed."""
     sqlite = url.startswith(SQLITE_PREFIX)
     engine = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if sqlite else {}
-    return RDBStorage(
-        url,
-        engine_kwargs=engine,
-        heartbeat_interval=HEARTBEAT_INTERVAL_S,
-        grace_period=HEARTBEAT_GRACE_S,
-    )
+    for attempt in range(1, SCHEMA_RACE_ATTEMPTS + 1):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=HEARTBEAT_GRACE_S,
+            )
+        except sqlalchemy.exc.OperationalError as error:
+            # Workers started together on a new storage both create its tables; the one that
+            # loses ("table ... already exists") opens the storage again.
+            if attempt == SCHEMA_RACE_ATTEMPTS:
+                raise
+            logger.info("storage tables being created by another worker (%s); retrying", error.orig)
+            time.sleep(SCHEMA_RACE_DELAY_S)
+    raise AssertionError("unreachable")
 
 
 def make_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
