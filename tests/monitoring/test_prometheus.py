@@ -30,11 +30,10 @@ from serving.serving_helpers import (
     free_port,
     post,
     start_server,
+    tiny_triton_repository,
 )
 
 from pair_classifier.errors import USER_ERROR_EXIT_CODE
-from pair_classifier.export.interface import MODEL_CARD, TOKENIZER_SUBDIR, variant_file
-from pair_classifier.export.served import ServedModel
 from pair_classifier.monitoring.prom_server import (
     CONFIG_FILE,
     EXPORTER_JOB,
@@ -48,8 +47,7 @@ from pair_classifier.monitoring.prom_server import (
 )
 from pair_classifier.monitoring.prom_settings import MonitoringConfig
 from pair_classifier.serving.traffic_log import TrafficLogSettings
-from pair_classifier.serving.triton_repository import build_repository
-from pair_classifier.serving.triton_settings import CPU_REPOSITORY, TritonConfig
+from pair_classifier.serving.triton_settings import TritonConfig
 
 pytestmark = pytest.mark.slow  # Debian's Prometheus, a real Triton server and its Python stub
 
@@ -158,23 +156,8 @@ def test_every_alert_fires_on_its_staged_series_and_not_on_a_healthy_one(promtoo
 def repository(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The CPU repository of the tiny export's student graph, as registered version VERSION
     (as tests/serving/test_triton_server.py makes it)."""
-    served = ServedModel(
-        "fp32",
-        export_dir / variant_file("student"),
-        export_dir / MODEL_CARD,
-        export_dir / TOKENIZER_SUBDIR,
-    )
     root = tmp_path_factory.mktemp("triton-repository")
-    build_repository(
-        served,
-        {"model_name": "pair-classifier", "version": VERSION},
-        composed("triton", TritonConfig, threads=1),
-        MAX_BATCH_PAIRS,
-        root,
-        served.graph,
-        None,
-    )
-    return root / CPU_REPOSITORY
+    return tiny_triton_repository(export_dir, root, VERSION, MAX_BATCH_PAIRS)
 
 
 def _params(work: Path, traffic: Path) -> Path:

@@ -15,13 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import composed, composed_params, pairs_frame
-from serving.serving_helpers import CLI, MAX_BATCH_PAIRS, free_port, post, start_server
+from serving.serving_helpers import (
+    CLI,
+    MAX_BATCH_PAIRS,
+    free_port,
+    post,
+    start_server,
+    tiny_triton_repository,
+)
 from tokenizers import Tokenizer
 
 from pair_classifier.constants import TEXT_A, TEXT_B
-from pair_classifier.export.interface import MODEL_CARD, TOKENIZER_SUBDIR, variant_file
+from pair_classifier.export.interface import TOKENIZER_SUBDIR, variant_file
 from pair_classifier.export.onnx_predictor import OnnxPairPredictor
-from pair_classifier.export.served import ServedModel
 from pair_classifier.monitoring.checks import SKIPPED
 from pair_classifier.monitoring.drift import DriftInputs, run_drift
 from pair_classifier.monitoring.settings import DriftConfig
@@ -33,8 +39,7 @@ from pair_classifier.serving.traffic_log import (
     log_files,
     read_traffic_log,
 )
-from pair_classifier.serving.triton_repository import build_repository
-from pair_classifier.serving.triton_settings import CPU_REPOSITORY, TritonConfig
+from pair_classifier.serving.triton_settings import TritonConfig
 
 VERSION = 3
 ROTATE_BYTES = 4000
@@ -163,23 +168,8 @@ def test_the_registered_pyfunc_writes_the_log_its_server_configures(
 
 @pytest.fixture(scope="module")
 def repository(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    served = ServedModel(
-        "fp32",
-        export_dir / variant_file("student"),
-        export_dir / MODEL_CARD,
-        export_dir / TOKENIZER_SUBDIR,
-    )
     root = tmp_path_factory.mktemp("triton-repository")
-    build_repository(
-        served,
-        {"model_name": "pair-classifier", "version": VERSION},
-        composed("triton", TritonConfig, threads=1),
-        MAX_BATCH_PAIRS,
-        root,
-        served.graph,
-        None,
-    )
-    return root / CPU_REPOSITORY
+    return tiny_triton_repository(export_dir, root, VERSION, MAX_BATCH_PAIRS)
 
 
 def triton_body(text_a: list[str], text_b: list[str]) -> bytes:

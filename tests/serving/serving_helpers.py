@@ -124,3 +124,32 @@ def serving_params(folder: Path, **serving: object) -> Path:
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
     return path
+
+
+def tiny_triton_repository(
+    export_dir: Path, root: Path, version: int, max_batch_pairs: int
+) -> Path:
+    """The CPU Triton repository of the tiny export's student graph, as registered ``version``."""
+    from helpers import composed
+
+    from pair_classifier.export.interface import MODEL_CARD, TOKENIZER_SUBDIR, variant_file
+    from pair_classifier.export.served import ServedModel
+    from pair_classifier.serving.triton_repository import build_repository
+    from pair_classifier.serving.triton_settings import CPU_REPOSITORY, TritonConfig
+
+    served = ServedModel(
+        "fp32",
+        export_dir / variant_file("student"),
+        export_dir / MODEL_CARD,
+        export_dir / TOKENIZER_SUBDIR,
+    )
+    build_repository(
+        served,
+        {"model_name": "pair-classifier", "version": version},
+        composed("triton", TritonConfig, threads=1),
+        max_batch_pairs,
+        root,
+        served.graph,
+        None,
+    )
+    return root / CPU_REPOSITORY

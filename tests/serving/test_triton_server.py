@@ -28,11 +28,11 @@ from serving_helpers import (
     post,
     serving_params,
     start_server,
+    tiny_triton_repository,
 )
 
-from pair_classifier.export.interface import MODEL_CARD, TOKENIZER_SUBDIR, variant_file
+from pair_classifier.export.interface import variant_file
 from pair_classifier.export.onnx_predictor import OnnxPairPredictor
-from pair_classifier.export.served import ServedModel
 from pair_classifier.inference import predict_file
 from pair_classifier.serving.expose import nginx_binary
 from pair_classifier.serving.process import ServingError
@@ -43,9 +43,8 @@ from pair_classifier.serving.triton_front import (
     js_module,
     module_file,
 )
-from pair_classifier.serving.triton_repository import build_repository
 from pair_classifier.serving.triton_server import SHM_DIR, SHM_PREFIX
-from pair_classifier.serving.triton_settings import CPU_REPOSITORY, TritonConfig
+from pair_classifier.serving.triton_settings import TritonConfig
 
 pytestmark = pytest.mark.slow  # a real Triton server and its Python backend stub
 
@@ -63,23 +62,8 @@ class TritonServer(Server):
 @pytest.fixture(scope="module")
 def repository(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The CPU repository of the tiny export's student graph, as registered version VERSION."""
-    served = ServedModel(
-        "fp32",
-        export_dir / variant_file("student"),
-        export_dir / MODEL_CARD,
-        export_dir / TOKENIZER_SUBDIR,
-    )
     root = tmp_path_factory.mktemp("triton-repository")
-    build_repository(
-        served,
-        {"model_name": "pair-classifier", "version": VERSION},
-        composed("triton", TritonConfig, threads=1),
-        MAX_BATCH_PAIRS,
-        root,
-        served.graph,
-        None,
-    )
-    return root / CPU_REPOSITORY
+    return tiny_triton_repository(export_dir, root, VERSION, MAX_BATCH_PAIRS)
 
 
 def serve(repository: Path, work: Path) -> TritonServer:
