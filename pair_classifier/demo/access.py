@@ -13,7 +13,7 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 
-from pair_classifier.serving.expose import TOKEN_PATTERN
+from pair_classifier.serving.expose import token_weakness
 from pair_classifier.serving.process import ServingError
 from pair_classifier.serving.settings import ServingConfig, is_loopback
 
@@ -39,16 +39,9 @@ def page_token(serving: ServingConfig, host: str, env: Mapping[str, str]) -> str
             "\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"), or bind "
             "127.0.0.1"
         )
-    if len(token) < serving.min_token_chars:
-        raise DemoAccessError(
-            f"{NAME}: {serving.token_env} holds {len(token)} characters; expected at least "
-            f"{serving.min_token_chars} (serving.min_token_chars)"
-        )
-    if not TOKEN_PATTERN.fullmatch(token):
-        raise DemoAccessError(
-            f"{NAME}: {serving.token_env} may hold only letters, digits and ._~+/=- "
-            "(a bearer token's characters)"
-        )
+    weakness = token_weakness(serving, token)
+    if weakness:
+        raise DemoAccessError(f"{NAME}: {weakness}")
     if not is_loopback(host):
         logger.warning(
             "%s: listening on %s, beyond loopback, in plain HTTP: the token and the session "

@@ -55,17 +55,26 @@ def proxy_token(config: ServingConfig, env: Mapping[str, str]) -> str:
             f"Set it to a random secret, e.g. export {config.token_env}="
             "\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\""
         )
+    weakness = token_weakness(config, token)
+    if weakness:
+        raise ServingError(f"{NAME}: {weakness}")
+    return token
+
+
+def token_weakness(config: ServingConfig, token: str) -> str | None:
+    """Why ``token`` may not guard a server (too short, or not a bearer token's characters),
+    or None; every exposed server (the proxy, the demo page) holds its token to this rule."""
     if len(token) < config.min_token_chars:
-        raise ServingError(
-            f"{NAME}: {config.token_env} holds {len(token)} characters; expected at least "
+        return (
+            f"{config.token_env} holds {len(token)} characters; expected at least "
             f"{config.min_token_chars} (serving.min_token_chars)"
         )
     if not TOKEN_PATTERN.fullmatch(token):
-        raise ServingError(
-            f"{NAME}: {config.token_env} may hold only letters, digits and ._~+/=- "
+        return (
+            f"{config.token_env} may hold only letters, digits and ._~+/=- "
             "(a bearer token's characters)"
         )
-    return token
+    return None
 
 
 def upstream_address(upstream: str) -> str:
