@@ -2,14 +2,14 @@
 `services up|down|status`; `serve ...` lives in ``pair_classifier.serving.cli``."""
 
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from pair_classifier.config import DataConfig, read_params, section
 from pair_classifier.constants import PARAMS_FILE, TEXT_A, TEXT_B
 from pair_classifier.demo.cli import demo_command
-from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
+from pair_classifier.errors import PairClassifierError, exit_command
 from pair_classifier.monitoring.cli import drift_command
 from pair_classifier.monitoring.prom_cli import monitor_app
 from pair_classifier.serving.cli import serve_app
@@ -34,11 +34,6 @@ DEFAULT_BATCH_SIZE = 64
 ParamsFileOption = Annotated[Path, typer.Option(help="params.yaml to read the section from.")]
 
 
-def _fail(error: Exception) -> NoReturn:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT_CODE)
-
-
 @app.command("download-data")
 def download_data_command(
     source_dir: Annotated[
@@ -59,7 +54,7 @@ def download_data_command(
         config = section(read_params(params_file), "data", DataConfig)
         origin = download_data(config, source_dir)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     typer.echo(f"{config.dir}: data from {origin}")
 
 
@@ -88,7 +83,7 @@ def predict(
     try:
         predictions = predict_file(model, input_path, output_path, batch_size, text_a, text_b)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     typer.echo(f"{output_path}: {len(predictions)} pairs scored")
 
 
@@ -127,7 +122,7 @@ def results(
             return
         written = write_results(root, coverage_report)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     typer.echo(f"written: {', '.join(map(str, written))}")
 
 
@@ -169,7 +164,7 @@ def lineage(
             typer.echo(f"{diff_out}: uncommitted changes of {found.reference}", err=True)
             return
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     typer.echo(json.dumps(lineage_json(found), indent=2) if as_json else as_text(found))
 
 
@@ -183,7 +178,7 @@ def services_up(params_file: ParamsFileOption = PARAMS_FILE) -> None:
         config = load_services(params_file)
         up(config, typer.echo)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     typer.echo(f"export MLFLOW_TRACKING_URI={config.mlflow.url}")
 
 
@@ -196,7 +191,7 @@ def services_down(params_file: ParamsFileOption = PARAMS_FILE) -> None:
     try:
         down(load_services(params_file), typer.echo)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
 
 
 @services_app.command("status")
@@ -210,7 +205,7 @@ def services_status(params_file: ParamsFileOption = PARAMS_FILE) -> None:
         config = load_services(params_file)
         statuses = [*status(config), remote_status(config)]
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     for item in statuses:
         state = "up" if item.healthy else "DOWN"
         pid = f"PID {item.pid}" if item.pid else "no PID"

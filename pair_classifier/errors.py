@@ -6,6 +6,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
+
+import typer
 
 from pair_classifier.logs import configure_logging
 
@@ -51,3 +54,9 @@ def exit_on_user_error(main: Callable[[], None]) -> None:
     except PairClassifierError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def exit_command(error: Exception) -> NoReturn:
+    """Leave a typer command on a user's error: its message alone, no traceback, code 2."""
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(USER_ERROR_EXIT_CODE)

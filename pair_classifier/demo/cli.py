@@ -14,7 +14,7 @@ import typer
 from pair_classifier.config import TrackingConfig, read_params, section
 from pair_classifier.constants import ENV_TRACKING_URI, PARAMS_FILE
 from pair_classifier.demo.settings import AUTO, BACKENDS, EXPORT, TRITON, DemoConfig
-from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
+from pair_classifier.errors import PairClassifierError, exit_command
 from pair_classifier.logs import configure_logging
 from pair_classifier.registry.settings import RegisterConfig
 from pair_classifier.serving.process import ServingError
@@ -115,6 +115,5 @@ def demo_command(
             lambda what: typer.echo(f"demo page on {what} (stop: Ctrl-C or SIGTERM)", err=True),
         )
     except PairClassifierError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(USER_ERROR_EXIT_CODE)
+        exit_command(error)
     logger.info("demo page stopped")

@@ -12,7 +12,7 @@ import typer
 
 from pair_classifier.config import read_params, section
 from pair_classifier.constants import PARAMS_FILE, TEXT_A, TEXT_B
-from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
+from pair_classifier.errors import PairClassifierError, exit_command
 from pair_classifier.logs import configure_logging
 from pair_classifier.monitoring.settings import SECTION_NAME, DriftConfig
 
@@ -20,11 +20,6 @@ DRIFT_EXIT_CODE = 1
 BENCHMARK_METRICS = Path("metrics/benchmark.json")  # names the served graph
 ONNX_DIR = Path("artifacts/onnx")
 QUANTIZED_DIR = Path("artifacts/quantized")
-
-
-def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT_CODE)
 
 
 def _utc(value: Optional[datetime]) -> Optional[datetime]:
@@ -105,7 +100,7 @@ def drift_command(
         folder = out_dir or Path(config.out_dir)
         record = write_report(run_drift(inputs, config), folder)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     for name, check in record["checks"].items():
         typer.echo(
             f"{name}: {check['verdict']} (score {check['score']}, threshold {check['threshold']})"

@@ -5,13 +5,13 @@ loopback with it. Heavy imports happen inside the commands, so `--help` stays qu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from pair_classifier.config import read_params, section
 from pair_classifier.constants import PARAMS_FILE
-from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
+from pair_classifier.errors import PairClassifierError, exit_command
 from pair_classifier.logs import configure_logging
 from pair_classifier.monitoring.prom_server import CONFIG_FILE, DRIFT_FILE
 from pair_classifier.monitoring.prom_settings import SECTION_NAME, MonitoringConfig
@@ -26,17 +26,12 @@ ParamsFileOption = Annotated[
 ]
 
 
-def _fail(error: Exception) -> NoReturn:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT_CODE)
-
-
 def _monitoring(params_file: Path) -> MonitoringConfig:
     configure_logging()
     try:
         return section(read_params(params_file), SECTION_NAME, MonitoringConfig)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
 
 
 @monitor_app.command("exporter")
@@ -89,7 +84,7 @@ def exporter_command(
             lambda what: typer.echo(f"serving {what} (stop: Ctrl-C or SIGTERM)", err=True),
         )
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
 
 
 @monitor_app.command("prometheus-config")
@@ -111,7 +106,7 @@ def prometheus_config_command(
         serving = section(params, SERVING_SECTION, ServingConfig)
         triton = section(params, TRITON_SECTION, TritonConfig)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     scrape = scrape_config(
         config,
         f"{serving.host}:{triton.server.metrics_port}",
@@ -138,4 +133,4 @@ def prometheus_command(
     try:
         run_prometheus(config, config_file, port or config.prometheus.port)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)

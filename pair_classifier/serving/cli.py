@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from pair_classifier.config import TrackingConfig, read_params, section
 from pair_classifier.constants import PARAMS_FILE
-from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
+from pair_classifier.errors import PairClassifierError, exit_command
 from pair_classifier.logs import configure_logging
 from pair_classifier.serving.settings import SECTION_NAME, ServingConfig
 from pair_classifier.serving.triton_cli import serve_triton_command, triton_predict_command
@@ -27,11 +27,6 @@ ParamsFileOption = Annotated[
 ]
 
 
-def _fail(error: Exception) -> NoReturn:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT_CODE)
-
-
 def _ready(what: str) -> None:
     typer.echo(f"serving {what} (stop: Ctrl-C or SIGTERM)", err=True)
 
@@ -42,7 +37,7 @@ def serving_config(params_file: Path) -> ServingConfig:
     try:
         return section(read_params(params_file), SECTION_NAME, ServingConfig)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
 
 
 @serve_app.command("mlflow")
@@ -66,7 +61,7 @@ def serve_mlflow_command(
             config, tracking, model or config.model_uri, port or config.mlflow_port, _ready
         )
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
 
 
 @serve_app.command("expose")
@@ -98,7 +93,7 @@ def serve_expose_command(
             _ready,
         )
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
 
 
 serve_app.command("triton")(serve_triton_command)

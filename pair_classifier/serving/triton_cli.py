@@ -11,7 +11,7 @@ import typer
 
 from pair_classifier.config import read_params, section
 from pair_classifier.constants import PARAMS_FILE, TEXT_A, TEXT_B
-from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
+from pair_classifier.errors import PairClassifierError, exit_command
 from pair_classifier.serving.settings import SECTION_NAME as SERVING_SECTION
 from pair_classifier.serving.settings import ServingConfig
 from pair_classifier.serving.triton_settings import (
@@ -31,11 +31,6 @@ def _settings(params_file: Path) -> tuple[ServingConfig, TritonConfig]:
     return section(params, SERVING_SECTION, ServingConfig), section(
         params, SECTION_NAME, TritonConfig
     )
-
-
-def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT_CODE)
 
 
 def serve_triton_command(
@@ -72,7 +67,7 @@ def serve_triton_command(
             lambda what: typer.echo(f"serving {what} (stop: Ctrl-C or SIGTERM)", err=True),
         )
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
 
 
 def triton_predict_command(
@@ -105,7 +100,7 @@ def triton_predict_command(
     )
 
     if (pair is None) == (input_path is None or output_path is None):
-        _fail(ValueError("give INPUT and OUTPUT files, or --pair TEXT_A TEXT_B"))
+        exit_command(ValueError("give INPUT and OUTPUT files, or --pair TEXT_A TEXT_B"))
     try:
         serving, triton = _settings(params_file)
         predictor = TritonPredictor(
@@ -119,7 +114,7 @@ def triton_predict_command(
         finally:
             predictor.close()
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     typer.echo(
         f"{output_path}: {len(predictions)} pairs scored by {predictor.model} version "
         f"{', '.join(sorted(predictor.versions))} ({predictor.truncated} truncated)"

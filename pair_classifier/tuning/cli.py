@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from pair_classifier.constants import PARAMS_FILE
-from pair_classifier.errors import USER_ERROR_EXIT_CODE, PairClassifierError
+from pair_classifier.errors import PairClassifierError, exit_command
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +20,6 @@ tune_app = typer.Typer(
     invoke_without_command=True,
 )
 ParamsFile = Annotated[Path, typer.Option(help="params.yaml holding the tune section.")]
-
-
-def _fail(error: Exception) -> NoReturn:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT_CODE)
 
 
 def _configs(params_file: Path):  # noqa: ANN202 - two sections
@@ -58,7 +53,7 @@ def tune(
             out_dir = write_report(study, config, tracking, Path.cwd())
             typer.echo(f"study {config.study_name}: report in {out_dir}")
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
 
 
 @tune_app.command("report")
@@ -71,7 +66,7 @@ def report_command(params_file: ParamsFile = PARAMS_FILE) -> None:
         config, tracking = _configs(params_file)
         out_dir = write_report(load_study(config, Path.cwd()), config, tracking, Path.cwd())
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     typer.echo(f"study {config.study_name}: report in {out_dir}")
 
 
@@ -85,6 +80,6 @@ def apply_command(params_file: ParamsFile = PARAMS_FILE) -> None:
         config, _ = _configs(params_file)
         changed = apply_best(load_study(config, Path.cwd()), CONFIG_DIR)
     except PairClassifierError as error:
-        _fail(error)
+        exit_command(error)
     for key, (old, new) in changed.items():
         typer.echo(f"{key}: {old} -> {new}")
