@@ -77,4 +77,5 @@ QUOTED_VALUE_CHARS = 60  # a wrong value quoted in an error message is cut to th
 PROBABILITY_DECIMALS = 6  # written probabilities: finer than any threshold, short to read
 REGISTER_METRICS = METRICS_DIR / "register.json"  # the registered version and its alias
 SERVING_METRICS = METRICS_DIR / "serving.json"  # the load test of the servers
+SERVICES_START_METRICS = METRICS_DIR / "services_start.json"  # `services up`, timed
 SERVING_PLOTS_DIR = PLOTS_DIR / "serving"

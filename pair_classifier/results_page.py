@@ -26,13 +26,14 @@ from pair_classifier.constants import (
     QUANTIZE_METRICS,
     README,
     RESULTS_PAGE,
+    SERVICES_START_METRICS,
     SERVING_METRICS,
     TRAIN_METRICS,
     TRT_METRICS,
 )
 from pair_classifier.errors import PairClassifierError
 from pair_classifier.io_utils import read_json, replacing_file, write_json
-from pair_classifier.results_serving import serving_headline, serving_section
+from pair_classifier.results_serving import services_section, serving_headline, serving_section
 from pair_classifier.results_tables import (
     MISSING,
     classifier_section,
@@ -72,6 +73,7 @@ METRIC_FILES = {
     "trt": TRT_METRICS,
     "benchmark": BENCHMARK_METRICS,
     "serving": SERVING_METRICS,
+    "services_start": SERVICES_START_METRICS,
     "coverage": COVERAGE_METRICS,
 }
 README_START = "<!-- results:start -->"
@@ -181,6 +183,9 @@ def render_page(metrics: Mapping[str, dict], plots: list[str]) -> str:
         "## Serving",
         "",
         *serving_section(metrics["serving"]),
+        "## Team services",
+        "",
+        *services_section(metrics["services_start"]),
         "## Plots",
         "",
         *(plots or ["No plots found."]),

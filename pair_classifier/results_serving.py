@@ -84,3 +84,26 @@ def serving_section(serving: Mapping[str, Any]) -> list[str]:
         ),
         "",
     ]
+
+
+def services_section(start: Mapping[str, Any]) -> list[str]:
+    """docs/results.md's Team services section: how long `services up` takes."""
+    if not start:
+        return [
+            "Not measured (`metrics/services_start.json` is absent; "
+            "`python -m pair_classifier.services_start`).",
+            "",
+        ]
+    median = start.get("median") or {}
+    machine = start.get("machine") or {}
+    return [
+        f"`pair-classifier services up` (`metrics/services_start.json`), median of "
+        f"{len(start.get('rounds') or [])} rounds: from cold (new data folder, `initdb` "
+        f"included) {number(median.get('cold_s'), '.1f')} s, warm (after `down`) "
+        f"{number(median.get('warm_s'), '.1f')} s, again while running "
+        f"{number(median.get('again_s'), '.1f')} s; MLflow with "
+        f"{plain(start.get('mlflow_workers'))} worker(s), load average "
+        f"{plain(start.get('load_average_1m_before'))} before, "
+        f"{plain(machine.get('logical_cpus'))} CPUs ({plain(machine.get('cpu_flags'))}).",
+        "",
+    ]

@@ -40,6 +40,7 @@ LAYERS = {
     "results_tables": 6,
     "results_variants": 6,
     "results_serving": 6,
+    "services_start": 6,
     "tuning": 6,
     "demo": 6,
     "cli": 6,
