@@ -134,8 +134,9 @@ def run_experiment(
     tail_chars: int,
 ) -> str:
     """Run ``command``; each new epoch value goes to ``report`` (step = epoch index), which
-    answers whether to prune. Returns the output's tail; raises TrialStopped when pruned,
-    TrialFailed when the experiment fails or runs past ``timeout_s``."""
+    answers whether to prune. Returns the output's tail; raises TrialStopped when pruned (also
+    when it failed after epochs read too late that call for pruning), TrialFailed when the
+    experiment fails or runs past ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     step = 0
     with tempfile.TemporaryFile() as log:
@@ -160,10 +161,16 @@ def run_experiment(
             if process.poll() is None:
                 _stop(process, stop_grace_s)
             raise
-        for value in reader.new_values():  # epochs that ended after the last poll
-            report(step, value)
+        # Epochs that ended after the last poll (a busy store, a short trial): had one been
+        # read in time it would have stopped the trial, so a failed end counts as pruned.
+        late_prune = False
+        for value in reader.new_values():
+            late_prune = report(step, value) or late_prune
             step += 1
         output = _tail(log, tail_chars)
     if process.returncode != 0:
+        if late_prune:
+            logger.info("pruned after it ended (exit %d): %s", process.returncode, reader.metric)
+            raise TrialStopped()
         raise TrialFailed(f"`{' '.join(command)}` exited with {process.returncode}:\n{output}")
     return output
