@@ -23,9 +23,13 @@ ParamsFile = Annotated[Path, typer.Option(help="params.yaml holding the tune sec
 
 
 def _configs(params_file: Path):  # noqa: ANN202 - two sections
+    """The tune and tracking sections; logging set up first, so each trial's start, value and
+    end show while the study runs."""
     from pair_classifier.config import TrackingConfig, read_params, section
+    from pair_classifier.logs import configure_logging
     from pair_classifier.tuning.settings import load_tune
 
+    configure_logging()
     return load_tune(params_file), section(read_params(params_file), "tracking", TrackingConfig)
 
 

@@ -31,6 +31,7 @@ from pair_classifier.tuning.study import (
 pytestmark = pytest.mark.slow  # DVC experiments of a (tiny) training each
 
 PROXY_EPOCHS = 6
+OUTPUT_FILE = "tune-output.txt"  # what `pair-classifier tune` printed, beside the project
 TEST_TUNE = {
     "study_name": "tiny",
     "n_trials": 4,
@@ -77,7 +78,7 @@ def tuned(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path
     study = open_study(config, open_storage(storage_url(config, project)))
     for values in (GOOD, DIVERGING, BROKEN):
         study.enqueue_trial(values, skip_if_exists=False)
-    run(project, "pair-classifier", "tune")
+    (project.parent / OUTPUT_FILE).write_text(run(project, "pair-classifier", "tune"))
     return project
 
 
@@ -95,6 +96,12 @@ def test_the_study_records_complete_pruned_and_failed_trials(tuned: Path) -> Non
     assert len(good.intermediate_values) == PROXY_EPOCHS
     assert 0 < len(diverging.intermediate_values) < PROXY_EPOCHS  # stopped early
     assert "train.warmup_fraction" in broken.user_attrs[ERROR_ATTR]
+
+
+def test_the_study_logs_each_trial_and_its_end(tuned: Path) -> None:
+    output = (tuned.parent / OUTPUT_FILE).read_text()
+    assert all(f"trial {number} (tiny-trial-{number})" in output for number in range(4))
+    assert "trial 2 failed" in output and "Done: study tiny" in output
 
 
 def test_finished_trials_are_dvc_experiments_and_mlflow_runs(tuned: Path) -> None:
