@@ -14,7 +14,7 @@ from pair_classifier.constants import PARAMS_FILE
 from pair_classifier.errors import PairClassifierError, exit_command
 from pair_classifier.logs import configure_logging
 from pair_classifier.monitoring.prom_server import CONFIG_FILE, DRIFT_FILE
-from pair_classifier.monitoring.prom_settings import SECTION_NAME, MonitoringConfig
+from pair_classifier.monitoring.prom_settings import MonitoringConfig, load_monitoring
 
 monitor_app = typer.Typer(
     help="Prometheus metrics of the served model: the exporter, the scrape config, Prometheus.",
@@ -29,7 +29,7 @@ ParamsFileOption = Annotated[
 def _monitoring(params_file: Path) -> MonitoringConfig:
     configure_logging()
     try:
-        return section(read_params(params_file), SECTION_NAME, MonitoringConfig)
+        return load_monitoring(params_file)
     except PairClassifierError as error:
         exit_command(error)
 
