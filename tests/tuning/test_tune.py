@@ -187,4 +187,4 @@ def test_two_workers_share_one_study(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     places = {t.user_attrs[WORKER_ATTR].rsplit(":", 1)[1] for t in trials}
     assert places == {str(p.resolve()) for p in projects}  # one trial in each clone
-    assert not (projects[0] / "plots/tune").exists()  # a worker only runs trials
+    assert not (projects[0] / "plots/tune/shared").exists()  # a worker writes no report
