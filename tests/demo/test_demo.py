@@ -21,7 +21,7 @@ from serving.serving_helpers import CLI, Server, free_port, post, serving_params
 
 from pair_classifier.demo.access import DemoAccessError, page_token
 from pair_classifier.errors import USER_ERROR_EXIT_CODE
-from pair_classifier.export.interface import MODEL_CARD, TOKENIZER_SUBDIR, variant_file
+from pair_classifier.export.interface import variant_file
 from pair_classifier.export.onnx_predictor import OnnxPairPredictor
 from pair_classifier.predictor import PREDICTED_LABEL, PROBABILITY_PREFIX, with_predictions
 from pair_classifier.serving.settings import ServingConfig
@@ -249,31 +249,13 @@ def test_the_page_on_a_triton_server(
     screenshot: Callable,
 ) -> None:
     from selenium.webdriver.common.by import By
-    from serving.serving_helpers import MAX_BATCH_PAIRS, start_server
-
-    from pair_classifier.export.served import ServedModel
-    from pair_classifier.serving.triton_repository import build_repository
-    from pair_classifier.serving.triton_settings import CPU_REPOSITORY, TritonConfig
+    from serving.serving_helpers import MAX_BATCH_PAIRS, start_server, tiny_triton_repository
 
     work = tmp_path_factory.mktemp("demo-triton")
-    served = ServedModel(
-        "fp32",
-        export_dir / variant_file("student"),
-        export_dir / MODEL_CARD,
-        export_dir / TOKENIZER_SUBDIR,
-    )
-    build_repository(
-        served,
-        {"model_name": MODEL_NAME, "version": TRITON_VERSION},
-        composed("triton", TritonConfig, threads=1),
-        MAX_BATCH_PAIRS,
-        work,
-        served.graph,
-        None,
-    )
+    repository = tiny_triton_repository(export_dir, work, TRITON_VERSION, MAX_BATCH_PAIRS)
     http_port = free_port()
     triton = start_server(
-        [str(CLI), "serve", "triton", "--repository", str(work / CPU_REPOSITORY)]
+        [str(CLI), "serve", "triton", "--repository", str(repository)]
         + ["--http-port", str(http_port), "--metrics-port", str(free_port())]
         + ["--params-file", str(serving_params(work))],
         f"http://127.0.0.1:{http_port}",
