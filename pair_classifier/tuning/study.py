@@ -102,9 +102,10 @@ def open_storage(url: str) -> RDBStorage:
                 heartbeat_interval=HEARTBEAT_INTERVAL_S,
                 grace_period=HEARTBEAT_GRACE_S,
             )
-        except sqlalchemy.exc.OperationalError as error:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as error:
             # Workers started together on a new storage both create its tables; the one that
-            # loses ("table ... already exists") opens the storage again.
+            # loses ("table ... already exists", or alembic_version's row already written)
+            # opens the storage again.
             if attempt == SCHEMA_RACE_ATTEMPTS:
                 raise
             logger.info("storage tables being created by another worker (%s); retrying", error.orig)
